@@ -1,1 +1,4 @@
-export {};
+export * from "./codes.js";
+export * from "./startup.js";
+export * from "./backend.js";
+export * from "./scram.js";
