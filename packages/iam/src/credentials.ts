@@ -1,0 +1,143 @@
+import { fromNodeProviderChain } from "@aws-sdk/credential-providers";
+import { getProfileName, parseKnownFiles } from "@smithy/core/config";
+import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from "@smithy/types";
+import { configFilePath, credentialsFilePath } from "./aws-paths.js";
+
+export interface CredentialSettings {
+  /** AWS profile (SSO, static, assume-role, credential_process...); undefined = the SDK default chain. */
+  profile?: string | undefined;
+  /** Region from the rdsd config. Not part of the provider's identity: see resolveRegion for signing. */
+  region?: string | undefined;
+}
+
+/** Builds the provider for one profile; called once per profile by a registry. */
+export type CredentialProviderFactory = (profile: string | undefined) => AwsCredentialIdentityProvider;
+
+/** Thrown when the chain found nothing and the profile it was asked for exists in no shared file. */
+export class AwsProfileNotFoundError extends Error {
+  override name = "AwsProfileNotFoundError";
+  readonly profile: string;
+  readonly files: readonly string[];
+  constructor(profile: string, files: readonly string[], options?: { cause?: unknown }) {
+    super(`AWS profile ${profile} was not found in ${files.join(" or ")}`, options);
+    this.profile = profile;
+    this.files = files;
+  }
+}
+
+/**
+ * One credential provider per profile, built once and shared by the daemon and every tunnel,
+ * so an SSO session or assumed role is resolved once rather than per connection.
+ */
+export class CredentialProviderRegistry {
+  readonly #providers = new Map<string | undefined, AwsCredentialIdentityProvider>();
+  readonly #factory: CredentialProviderFactory;
+
+  constructor(factory: CredentialProviderFactory = nodeChainProvider) {
+    this.#factory = factory;
+  }
+
+  /** The shared provider for settings.profile, built on first use. */
+  providerFor(settings: CredentialSettings = {}): AwsCredentialIdentityProvider {
+    const key = settings.profile;
+    let provider = this.#providers.get(key);
+    if (provider === undefined) {
+      provider = this.#factory(key);
+      this.#providers.set(key, provider);
+    }
+    return provider;
+  }
+
+  /** Replace a profile's provider with fixed keys or a given provider (tests, the SSM emulator). */
+  useStatic(profile: string | undefined, source: AwsCredentialIdentity | AwsCredentialIdentityProvider): void {
+    this.#providers.set(profile, typeof source === "function" ? source : staticCredentialProvider(source));
+  }
+
+  /** Drop one profile's provider (undefined = the default chain's): the next providerFor builds a fresh one. */
+  forget(profile: string | undefined): void {
+    this.#providers.delete(profile);
+  }
+
+  /** Drop every provider. */
+  clear(): void {
+    this.#providers.clear();
+  }
+
+  /** Profiles with a provider built, undefined standing for the default chain. */
+  profiles(): (string | undefined)[] {
+    return [...this.#providers.keys()];
+  }
+}
+
+/** The process-wide registry behind credentialProviderFor. */
+export const defaultCredentialRegistry = new CredentialProviderRegistry();
+
+/** The shared, memoized provider for a profile (see CredentialProviderRegistry). */
+export function credentialProviderFor(settings: CredentialSettings = {}): AwsCredentialIdentityProvider {
+  return defaultCredentialRegistry.providerFor(settings);
+}
+
+/** A provider that always answers with these keys. */
+export function staticCredentialProvider(identity: AwsCredentialIdentity): AwsCredentialIdentityProvider {
+  if (!identity.accessKeyId || !identity.secretAccessKey) {
+    throw new TypeError("static credentials need both accessKeyId and secretAccessKey");
+  }
+  const frozen = Object.freeze({ ...identity });
+  return async () => frozen;
+}
+
+/**
+ * The SDK's node chain (env, SSO, ini, credential_process, web identity, ECS/IMDS) for a profile.
+ *
+ * Caching is the SDK's: its memoizeChain keeps the identity, shares one resolution among
+ * concurrent callers once built, refreshes in the background from 5 minutes before
+ * `expiration`, and blocks on a refresh only once the identity has actually expired.
+ * Two gaps are covered here:
+ * - fromNodeProviderChain builds its chain lazily after an `await import(...)`, so callers racing
+ *   on the very first call each build their own chain and resolve twice (two SSO calls);
+ *   shareInFlight makes concurrent callers share one resolution.
+ * - a missing profile surfaces as "Could not load credentials from any providers"; it is
+ *   reported as AwsProfileNotFoundError naming the profile and files instead.
+ */
+export function nodeChainProvider(profile: string | undefined): AwsCredentialIdentityProvider {
+  // ignoreCache: the SDK otherwise keeps its first read of ~/.aws/config for the process's life;
+  // a daemon must see `aws configure` edits made after it started. Reads happen only on refresh.
+  const chain = fromNodeProviderChain({ profile, ignoreCache: true });
+  return shareInFlight(async (properties) => {
+    try {
+      return await chain(properties);
+    } catch (error) {
+      throw await withMissingProfileExplained(error, profile);
+    }
+  });
+}
+
+/** Concurrent calls share one pending resolution; forced refreshes go straight through. */
+export function shareInFlight(provider: AwsCredentialIdentityProvider): AwsCredentialIdentityProvider {
+  let inFlight: Promise<AwsCredentialIdentity> | undefined;
+  return (properties) => {
+    if (properties?.["forceRefresh"] === true) return provider(properties);
+    if (inFlight === undefined) {
+      const pending = provider(properties).finally(() => {
+        if (inFlight === pending) inFlight = undefined;
+      });
+      inFlight = pending;
+    }
+    return inFlight;
+  };
+}
+
+async function withMissingProfileExplained(error: unknown, profile: string | undefined): Promise<unknown> {
+  const named = profile ?? process.env["AWS_PROFILE"];
+  if (!named || !(error instanceof Error) || !/Could not load credentials from any providers/.test(error.message)) {
+    return error;
+  }
+  const profileName = getProfileName({ profile: named });
+  try {
+    const profiles = await parseKnownFiles({ profile: profileName, ignoreCache: true });
+    if (profiles[profileName] !== undefined) return error;
+  } catch {
+    return error;
+  }
+  return new AwsProfileNotFoundError(profileName, [configFilePath(), credentialsFilePath()], { cause: error });
+}

@@ -1,0 +1,111 @@
+import { getProfileName, loadConfig, NODE_REGION_CONFIG_FILE_OPTIONS, NODE_REGION_CONFIG_OPTIONS } from "@smithy/core/config";
+import { configFilePath, credentialsFilePath } from "./aws-paths.js";
+
+/** Where a resolved region came from, for `rdsd doctor` and error messages. */
+export type RegionSource = "explicit" | "AWS_REGION" | "AWS_DEFAULT_REGION" | "profile" | "hostname";
+
+export interface ResolvedRegion {
+  region: string;
+  source: RegionSource;
+}
+
+export interface RegionLookup {
+  /** Region given in the rdsd config (aws.region or per target). Wins over everything. */
+  region?: string | undefined;
+  /** AWS profile whose `region` the shared config files may name. */
+  profile?: string | undefined;
+  /** Database endpoint; an RDS hostname carries its region. */
+  host?: string | undefined;
+  /** Environment for AWS_REGION / AWS_DEFAULT_REGION; defaults to process.env. (The shared files are found as the SDK finds them, from process.env.) */
+  env?: NodeJS.ProcessEnv | undefined;
+}
+
+// AWS region names: partition prefix, one or more words, a number (eu-west-2, us-gov-west-1, cn-north-1).
+const REGION_PATTERN = /^[a-z]{2}(?:-[a-z]+)+-\d+$/;
+
+// The label right before rds.amazonaws.com(.cn) is the region in every RDS endpoint shape:
+//   <id>.<hash>.<region>.rds.amazonaws.com                instance
+//   <c>.cluster-<hash>. / cluster-ro- / cluster-custom-    Aurora cluster endpoints
+//   <p>.proxy-<hash>. and <e>.endpoint.proxy-<hash>.       RDS Proxy and its custom endpoints
+//   *.rds.amazonaws.com.cn                                 China partition
+const RDS_SUFFIX = /^(?<prefix>(?:[a-z0-9-]+\.){2,})(?<region>[a-z0-9-]+)\.rds\.amazonaws\.com(?:\.cn)?\.?$/;
+
+export function isValidRegionName(region: string): boolean {
+  return REGION_PATTERN.test(region);
+}
+
+/** The region encoded in an RDS endpoint hostname, or undefined when the host is not an RDS endpoint. */
+export function regionFromRdsHostname(host: string): string | undefined {
+  const match = RDS_SUFFIX.exec(host.trim().toLowerCase());
+  const region = match?.groups?.["region"];
+  return region !== undefined && isValidRegionName(region) ? region : undefined;
+}
+
+export class RegionNotFoundError extends Error {
+  override name = "RegionNotFoundError";
+  readonly fix: string;
+  constructor(message: string, fix: string) {
+    super(message);
+    this.fix = fix;
+  }
+}
+
+/** The region named by `profile` in the shared config/credentials files, via the SDK's own loader. */
+export async function regionFromProfile(profile?: string): Promise<string | undefined> {
+  const fromFiles = loadConfig(
+    {
+      // Only the file selector: env is checked by the caller (in our order), and the SDK's
+      // default would query EC2 instance metadata over the network.
+      environmentVariableSelector: () => undefined,
+      configFileSelector: NODE_REGION_CONFIG_OPTIONS.configFileSelector,
+      default: () => undefined,
+    },
+    // ignoreCache: the SDK otherwise keeps the first read of each file for the life of the process,
+    // and a daemon must see edits made after it started.
+    { ...NODE_REGION_CONFIG_FILE_OPTIONS, profile, ignoreCache: true },
+  );
+  const region = await fromFiles();
+  return typeof region === "string" && region !== "" ? region : undefined;
+}
+
+/**
+ * Region to sign with: explicit, else AWS_REGION, else AWS_DEFAULT_REGION, else the profile's
+ * `region` in the shared config files, else the region in an RDS hostname.
+ * Throws RegionNotFoundError (with a fix) when none applies.
+ */
+export async function resolveRegion(lookup: RegionLookup): Promise<ResolvedRegion> {
+  const env = lookup.env ?? process.env;
+  const explicit = lookup.region?.trim();
+  if (explicit) return checked(explicit, "explicit");
+  const fromEnv = env["AWS_REGION"]?.trim();
+  if (fromEnv) return checked(fromEnv, "AWS_REGION");
+  const fromDefaultEnv = env["AWS_DEFAULT_REGION"]?.trim();
+  if (fromDefaultEnv) return checked(fromDefaultEnv, "AWS_DEFAULT_REGION");
+  const fromProfile = await regionFromProfile(lookup.profile);
+  if (fromProfile) return checked(fromProfile, "profile");
+  const fromHost = lookup.host === undefined ? undefined : regionFromRdsHostname(lookup.host);
+  if (fromHost) return { region: fromHost, source: "hostname" };
+
+  const profileName = getProfileName({ profile: lookup.profile });
+  const checkedPlaces = [
+    "aws.region in the rdsd config",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    `region of profile ${profileName} in ${configFilePath()} and ${credentialsFilePath()}`,
+    lookup.host === undefined ? "no database host given" : `host ${lookup.host} is not an RDS endpoint name`,
+  ];
+  throw new RegionNotFoundError(
+    `no AWS region found (checked: ${checkedPlaces.join("; ")})`,
+    `set aws.region in the rdsd config, or AWS_REGION, or \`aws configure set region <region> --profile ${profileName}\``,
+  );
+}
+
+function checked(region: string, source: RegionSource): ResolvedRegion {
+  if (!isValidRegionName(region)) {
+    throw new RegionNotFoundError(
+      `AWS region "${region}" (from ${source === "explicit" ? "the rdsd config" : source}) is not a region name`,
+      "use a region name such as eu-west-2",
+    );
+  }
+  return { region, source };
+}
