@@ -1,0 +1,428 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, parseConfig, type RdsdConfig } from "./index.js";
+
+const FILE = "/home/u/.config/rdsd/config.yaml";
+const HOME = "/home/u";
+
+/** Joins lines so that line N of the YAML is element N-1 here: line numbers in assertions stay readable. */
+function yaml(...lines: string[]): string {
+  return `${lines.join("\n")}\n`;
+}
+
+function parse(text: string): RdsdConfig {
+  return parseConfig(text, FILE, { home: HOME });
+}
+
+/** The formatted messages of the ConfigError that parsing `text` throws. */
+function errorsOf(text: string): string[] {
+  try {
+    parse(text);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as ConfigError).message.split("\n");
+  }
+  throw new Error("expected the config to be refused");
+}
+
+const GOOD_TARGET = ["    host: db.example.com", "    user: app", "    bastion: { instanceId: i-0123456789abcdef0 }"];
+
+describe("parseConfig: a valid file", () => {
+  const text = yaml(
+    "aws:",
+    "  profile: dev-sso",
+    "  region: eu-west-2",
+    "defaults:",
+    "  user: iam_dev",
+    '  bastion: { tag: "Name=db-bastion" }',
+    "  tls: { ca: ~/certs/corp-ca.pem }",
+    "  clientTls: false",
+    "  tunnel: { sessions: 2, idleTimeout: 5m }",
+    "targets:",
+    "  orders-dev:",
+    "    host: orders-dev.abc123xyz.eu-west-2.rds.amazonaws.com",
+    "    listen: 6432",
+    "    database: orders",
+    "  billing-dev:",
+    "    host: billing.cluster-xyz.eu-west-2.rds.amazonaws.com",
+    "    port: 5433",
+    '    listen: "[::1]:6433"',
+    "    user: billing_ro",
+    "    auth: { password: { file: secrets/billing.pw } }",
+    "    clientTls: true",
+    "    tls: { ca: rds }",
+    "    tunnel: { mode: lazy, sessions: 4 }",
+    "    bastion: { instanceId: i-0123456789abcdef0 }",
+    "  local:",
+    "    host: localhost",
+    "    listen: 127.0.0.2:7000",
+    "    auth: { password: { env: LOCAL_PG_PASSWORD } }",
+    '    tunnel: { driver: direct, address: "127.0.0.1:55432" }',
+  );
+  const config = parse(text);
+  const [orders, billing, local] = config.targets;
+
+  it("keeps the aws settings and the file", () => {
+    expect(config.file).toBe(FILE);
+    expect(config.aws).toEqual({ profile: "dev-sso", region: "eu-west-2" });
+    expect(config.targets.map((t) => t.name)).toEqual(["orders-dev", "billing-dev", "local"]);
+  });
+
+  it("fills a target from defaults and built-in defaults, expanding a bare port to both loopbacks", () => {
+    expect(orders).toEqual({
+      name: "orders-dev",
+      host: "orders-dev.abc123xyz.eu-west-2.rds.amazonaws.com",
+      port: 5432,
+      listen: [
+        { host: "127.0.0.1", port: 6432 },
+        { host: "::1", port: 6432 },
+      ],
+      user: "iam_dev",
+      database: "orders",
+      auth: { kind: "iam" },
+      tls: { ca: "/home/u/certs/corp-ca.pem" },
+      clientTls: false,
+      tunnel: { driver: "native", mode: "eager", idleTimeoutMs: 300_000, sessions: 2, pluginPath: "session-manager-plugin" },
+      bastion: { tag: { key: "Name", value: "db-bastion" } },
+    });
+  });
+
+  it("lets target values win key by key, and resolves relative paths against the config's directory", () => {
+    expect(billing).toEqual({
+      name: "billing-dev",
+      host: "billing.cluster-xyz.eu-west-2.rds.amazonaws.com",
+      port: 5433,
+      listen: [{ host: "::1", port: 6433 }],
+      user: "billing_ro",
+      auth: { kind: "password", source: { file: "/home/u/.config/rdsd/secrets/billing.pw" } },
+      tls: { ca: "rds" },
+      clientTls: true,
+      // mode and sessions from the target, idleTimeout from defaults
+      tunnel: { driver: "native", mode: "lazy", idleTimeoutMs: 300_000, sessions: 4, pluginPath: "session-manager-plugin" },
+      // the other bastion form replaces the default one entirely
+      bastion: { instanceId: "i-0123456789abcdef0" },
+    });
+    expect(billing?.database).toBeUndefined();
+  });
+
+  it("keeps password sources as references and takes the direct driver's address", () => {
+    expect(local?.auth).toEqual({ kind: "password", source: { env: "LOCAL_PG_PASSWORD" } });
+    expect(local?.listen).toEqual([{ host: "127.0.0.2", port: 7000 }]);
+    expect(local?.tunnel.driver).toBe("direct");
+    expect(local?.tunnel.address).toEqual({ host: "127.0.0.1", port: 55432 });
+  });
+
+  it("never reads the password while loading", () => {
+    process.env["LOCAL_PG_PASSWORD"] = "s3cret-value";
+    try {
+      expect(JSON.stringify(parse(text))).not.toContain("s3cret-value");
+    } finally {
+      delete process.env["LOCAL_PG_PASSWORD"];
+    }
+  });
+});
+
+describe("parseConfig: smaller valid shapes", () => {
+  it("accepts a file with only targets, follows YAML aliases, and expands ~ in plugin paths", () => {
+    const config = parse(
+      yaml(
+        "targets:",
+        "  a:",
+        "    host: a.example.com",
+        "    listen: 7001",
+        "    user: u",
+        "    bastion: &bastion { instanceId: i-0123456789abcdef0 }",
+        "    tunnel: { driver: plugin, pluginPath: ~/bin/session-manager-plugin }",
+        "  b:",
+        "    host: b.example.com",
+        '    listen: "7002"',
+        "    user: u",
+        "    bastion: *bastion",
+        "    tunnel: { driver: direct }",
+      ),
+    );
+    expect(config.aws).toEqual({});
+    expect(config.targets[0]?.tunnel.pluginPath).toBe("/home/u/bin/session-manager-plugin");
+    expect(config.targets[1]?.bastion).toEqual({ instanceId: "i-0123456789abcdef0" });
+    expect(config.targets[1]?.listen).toEqual([
+      { host: "127.0.0.1", port: 7002 },
+      { host: "::1", port: 7002 },
+    ]);
+  });
+
+  it("does not require a bastion for the direct driver", () => {
+    const config = parse(yaml("targets:", "  a:", "    host: a.example.com", "    listen: 7001", "    user: u", "    tunnel: { driver: direct }"));
+    expect(config.targets[0]?.bastion).toBeUndefined();
+    expect(config.targets[0]?.tunnel.address).toBeUndefined();
+  });
+});
+
+describe("parseConfig: errors name file, line, column, key and what was expected", () => {
+  const cases: Array<[string, string[], string]> = [
+    [
+      "a listen value that is not a port",
+      ["targets:", "  orders-dev:", ...GOOD_TARGET, "    listen: abc"],
+      `${FILE}:6:13: targets.orders-dev.listen: expected a port 1-65535 or "ADDRESS:PORT" on loopback, got "abc"`,
+    ],
+    [
+      "a listen port out of range",
+      ["targets:", "  orders-dev:", ...GOOD_TARGET, "    listen: 70000"],
+      `${FILE}:6:13: targets.orders-dev.listen: expected a port 1-65535 or "ADDRESS:PORT" on loopback, got 70000`,
+    ],
+    [
+      "a non-loopback listen address",
+      ["targets:", "  orders-dev:", ...GOOD_TARGET, '    listen: "0.0.0.0:6432"'],
+      `${FILE}:6:13: targets.orders-dev.listen: 0.0.0.0 is not a loopback address: listeners bind to loopback only (use 127.0.0.1, [::1] or a bare port), got "0.0.0.0:6432"`,
+    ],
+    [
+      "a listen host name instead of an IP",
+      ["targets:", "  orders-dev:", ...GOOD_TARGET, "    listen: localhost:6432"],
+      `${FILE}:6:13: targets.orders-dev.listen: expected a port 1-65535 or "ADDRESS:PORT" on loopback: the address must be an IP literal such as 127.0.0.1 or [::1], got "localhost:6432"`,
+    ],
+    [
+      "a bad region",
+      ["aws:", "  region: Frankfurt", "targets: {}"],
+      `${FILE}:2:11: aws.region: expected an AWS region such as eu-west-2, got "Frankfurt"`,
+    ],
+    [
+      "a target name that cannot be used in URLs",
+      ["targets:", "  Orders.Dev:", ...GOOD_TARGET, "    listen: 6432"],
+      `${FILE}:2:3: targets.Orders.Dev: expected a target name of lowercase letters, digits, "-" and "_", starting with a letter or digit (it is used in CLI commands and URLs), got "Orders.Dev"`,
+    ],
+    [
+      "a host that is not a hostname",
+      ["targets:", "  a:", "    host: https://db.example.com", "    user: u", "    listen: 6432", "    tunnel: { driver: direct }"],
+      `${FILE}:3:11: targets.a.host: expected a hostname such as orders-dev.abc123xyz.eu-west-2.rds.amazonaws.com, got "https://db.example.com"`,
+    ],
+    [
+      "a missing user",
+      ["targets:", "  a:", "    host: db.example.com", "    listen: 6432", "    tunnel: { driver: direct }"],
+      `${FILE}:2:3: targets.a.user: missing: expected the database user to log in as (here or in defaults.user)`,
+    ],
+    [
+      "a missing host",
+      ["targets:", "  a:", "    user: u", "    listen: 6432", "    tunnel: { driver: direct }"],
+      `${FILE}:2:3: targets.a.host: missing: expected the database endpoint, e.g. orders-dev.abc123xyz.eu-west-2.rds.amazonaws.com`,
+    ],
+    [
+      "an SSM driver without a bastion",
+      ["targets:", "  a:", "    host: db.example.com", "    user: u", "    listen: 6432"],
+      `${FILE}:2:3: targets.a.bastion: missing: tunnel driver native needs a bastion: set { instanceId: i-0123456789abcdef0 } or { tag: "Key=Value" } here or in defaults.bastion`,
+    ],
+    [
+      "a port that is not a number",
+      ["targets:", "  a:", ...GOOD_TARGET, "    listen: 6432", '    port: "5432x"'],
+      `${FILE}:7:11: targets.a.port: expected a port 1-65535, got "5432x"`,
+    ],
+    [
+      "a bad duration",
+      ["defaults:", "  tunnel:", "    idleTimeout: 10 minutes", "targets: {}"],
+      `${FILE}:3:18: defaults.tunnel.idleTimeout: expected a duration such as "30s", "10m", "1h" or a number of seconds (more than zero), got "10 minutes"`,
+    ],
+    [
+      "too many sessions",
+      ["defaults:", "  tunnel: { sessions: 9 }", "targets: {}"],
+      `${FILE}:2:23: defaults.tunnel.sessions: expected a number of SSM sessions 1-8, got 9`,
+    ],
+    [
+      "a misspelt driver",
+      ["defaults:", "  tunnel: { driver: natve }", "targets: {}"],
+      `${FILE}:2:21: defaults.tunnel.driver: expected one of native, plugin, direct, got "natve" (did you mean "native"?)`,
+    ],
+    [
+      "a bad instance id",
+      ["defaults:", "  bastion: { instanceId: i-xyz }", "targets: {}"],
+      `${FILE}:2:26: defaults.bastion.instanceId: expected an EC2 instance id such as i-0123456789abcdef0, got "i-xyz"`,
+    ],
+    [
+      "both bastion forms at once",
+      ["defaults:", '  bastion: { instanceId: i-0123456789abcdef0, tag: "Name=x" }', "targets: {}"],
+      `${FILE}:2:12: defaults.bastion: expected exactly one of instanceId or tag`,
+    ],
+    [
+      "a tag without '='",
+      ["defaults:", "  bastion: { tag: db-bastion }", "targets: {}"],
+      `${FILE}:2:19: defaults.bastion.tag: expected "Key=Value", e.g. "Name=db-bastion", got "db-bastion"`,
+    ],
+    [
+      "clientTls that is not a boolean",
+      ["defaults:", "  clientTls: maybe", "targets: {}"],
+      `${FILE}:2:14: defaults.clientTls: expected true or false, got "maybe"`,
+    ],
+    [
+      "~user paths",
+      ["defaults:", "  tls: { ca: ~bob/ca.pem }", "targets: {}"],
+      `${FILE}:2:14: defaults.tls.ca: expected a file path; "~user/" is not supported (use "~/", an absolute path or a path relative to the config file), got "~bob/ca.pem"`,
+    ],
+    [
+      "address with a tunnelled driver",
+      ["targets:", "  a:", ...GOOD_TARGET, "    listen: 6432", '    tunnel: { address: "10.0.0.5:5432" }'],
+      `${FILE}:7:24: targets.a.tunnel.address: only applies with tunnel driver direct (this target's driver is native)`,
+    ],
+    [
+      "idleTimeout on an eager target",
+      ["targets:", "  a:", ...GOOD_TARGET, "    listen: 6432", "    tunnel: { idleTimeout: 30s }"],
+      `${FILE}:7:28: targets.a.tunnel.idleTimeout: only applies with tunnel mode lazy (this target's mode is eager)`,
+    ],
+    [
+      "address in defaults",
+      ["defaults:", '  tunnel: { address: "127.0.0.1:5432" }', "targets: {}"],
+      `${FILE}:2:13: defaults.tunnel.address: not allowed in defaults: address is set per target (with driver: direct)`,
+    ],
+    [
+      "a per-target key in defaults",
+      ["defaults:", "  listen: 6432", "targets: {}"],
+      `${FILE}:2:3: defaults.listen: not allowed in defaults: listen is set per target`,
+    ],
+    [
+      "a missing targets section",
+      ["aws: { region: eu-west-2 }"],
+      `${FILE}:1:1: targets: missing: expected a mapping of target names to their settings`,
+    ],
+    [
+      "a document that is not a mapping",
+      ["- just", "- a list"],
+      `${FILE}:1:1: expected a mapping with aws, defaults and targets, got a list`,
+    ],
+    ["an empty file", ["# nothing but a comment"], `${FILE}: the file is empty: expected a mapping with a targets section (see config/example.yaml)`],
+  ];
+
+  it.each(cases)("%s", (_name, lines, message) => {
+    expect(errorsOf(yaml(...lines))).toEqual([message]);
+  });
+
+  it("carries structured issues with line, column and key", () => {
+    try {
+      parse(yaml("targets:", "  orders-dev:", ...GOOD_TARGET, "    listen: abc"));
+      expect.unreachable();
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      const configError = error as ConfigError;
+      expect(configError.file).toBe(FILE);
+      expect(configError.issues).toEqual([
+        { line: 6, column: 13, key: "targets.orders-dev.listen", message: `expected a port 1-65535 or "ADDRESS:PORT" on loopback, got "abc"` },
+      ]);
+    }
+  });
+});
+
+describe("parseConfig: unknown and duplicate keys", () => {
+  it("refuses an unknown key with a suggestion when it is close to a known one", () => {
+    expect(errorsOf(yaml("targets:", "  a:", ...GOOD_TARGET, "    listen: 6432", "    databse: orders"))).toEqual([
+      `${FILE}:7:5: targets.a.databse: unknown key (did you mean "database"?)`,
+    ]);
+  });
+
+  it("lists the known keys when nothing is close", () => {
+    expect(errorsOf(yaml("aws:", "  credentials: x", "targets: {}"))).toEqual([
+      `${FILE}:2:3: aws.credentials: unknown key (expected one of: profile, region)`,
+    ]);
+  });
+
+  it("refuses duplicate keys, naming the first one's line", () => {
+    expect(errorsOf(yaml("targets:", "  a:", ...GOOD_TARGET, "    listen: 6432", "    listen: 6433"))).toEqual([
+      `${FILE}:7:5: targets.a.listen: duplicate key (first given on line 6)`,
+    ]);
+  });
+
+  it("refuses a target name given twice", () => {
+    expect(errorsOf(yaml("targets:", "  a:", ...GOOD_TARGET, "    listen: 6432", "  a:", ...GOOD_TARGET, "    listen: 6433"))).toEqual([
+      `${FILE}:7:3: targets.a: duplicate key (first given on line 2)`,
+    ]);
+  });
+});
+
+describe("parseConfig: listen conflicts", () => {
+  it("refuses two targets on the same port, naming both", () => {
+    expect(errorsOf(yaml("targets:", "  a:", ...GOOD_TARGET, "    listen: 6432", "  b:", ...GOOD_TARGET, "    listen: 6432"))).toEqual([
+      `${FILE}:11:13: targets.b.listen: 127.0.0.1:6432 is already the listen address of target a (line 6): each target needs its own port`,
+    ]);
+  });
+
+  it("sees that 127.0.0.1:PORT collides with a bare PORT", () => {
+    expect(errorsOf(yaml("targets:", "  a:", ...GOOD_TARGET, "    listen: 6432", "  b:", ...GOOD_TARGET, '    listen: "127.0.0.1:6432"'))).toEqual([
+      `${FILE}:11:13: targets.b.listen: 127.0.0.1:6432 is already the listen address of target a (line 6): each target needs its own port`,
+    ]);
+  });
+
+  it("sees that [::1]:PORT collides with a bare PORT", () => {
+    expect(errorsOf(yaml("targets:", "  a:", ...GOOD_TARGET, '    listen: "[::1]:6432"', "  b:", ...GOOD_TARGET, "    listen: 6432"))).toEqual([
+      `${FILE}:11:13: targets.b.listen: [::1]:6432 is already the listen address of target a (line 6): each target needs its own port`,
+    ]);
+  });
+
+  it("allows the same port on different loopback addresses", () => {
+    const config = parse(yaml("targets:", "  a:", ...GOOD_TARGET, '    listen: "127.0.0.1:6432"', "  b:", ...GOOD_TARGET, '    listen: "[::1]:6432"'));
+    expect(config.targets.map((t) => t.listen)).toEqual([[{ host: "127.0.0.1", port: 6432 }], [{ host: "::1", port: 6432 }]]);
+  });
+});
+
+describe("parseConfig: every problem at once", () => {
+  it("reports all errors in file order, not just the first", () => {
+    const lines = errorsOf(
+      yaml(
+        "aws:",
+        "  region: eu-wst",
+        "  profle: x",
+        "targets:",
+        "  a:",
+        "    host: db.example.com",
+        "    listen: 65536",
+        "    user: u",
+        "    tunnel: { driver: direct, sessions: 0 }",
+        "  b:",
+        "    host: db.example.com",
+        "    listen: 6500",
+        "    tunnel: { driver: direct }",
+      ),
+    );
+    expect(lines).toEqual([
+      `${FILE}:2:11: aws.region: expected an AWS region such as eu-west-2, got "eu-wst"`,
+      `${FILE}:3:3: aws.profle: unknown key (did you mean "profile"?)`,
+      `${FILE}:7:13: targets.a.listen: expected a port 1-65535 or "ADDRESS:PORT" on loopback, got 65536`,
+      `${FILE}:9:41: targets.a.tunnel.sessions: expected a number of SSM sessions 1-8, got 0`,
+      `${FILE}:10:3: targets.b.user: missing: expected the database user to log in as (here or in defaults.user)`,
+    ]);
+  });
+
+  it("does not pile knock-on errors on a broken default", () => {
+    // The bad driver in defaults is one error; the targets do not each complain about a bastion.
+    expect(errorsOf(yaml("defaults:", "  tunnel: { driver: ssm }", "targets:", "  a:", "    host: h.example.com", "    user: u", "    listen: 6432"))).toEqual([
+      `${FILE}:2:21: defaults.tunnel.driver: expected one of native, plugin, direct, got "ssm"`,
+    ]);
+  });
+});
+
+describe("parseConfig: secrets stay out of messages", () => {
+  it("does not echo a password written directly under auth", () => {
+    const messages = errorsOf(yaml("targets:", "  a:", ...GOOD_TARGET, "    listen: 6432", "    auth: hunter2-secret"));
+    expect(messages).toEqual([`${FILE}:7:11: targets.a.auth: expected iam, { password: { env: VAR } } or { password: { file: PATH } }`]);
+  });
+
+  it("does not echo a password written under auth.password", () => {
+    const messages = errorsOf(yaml("targets:", "  a:", ...GOOD_TARGET, "    listen: 6432", "    auth: { password: hunter2-secret }"));
+    expect(messages).toEqual([
+      `${FILE}:7:23: targets.a.auth.password: expected { env: VAR } or { file: PATH } (the password itself does not go in the config file)`,
+    ]);
+    expect(messages.join("\n")).not.toContain("hunter2");
+  });
+
+  it("does not echo an invalid env value", () => {
+    const messages = errorsOf(yaml("targets:", "  a:", ...GOOD_TARGET, "    listen: 6432", "    auth: { password: { env: 'p@ss w0rd' } }"));
+    expect(messages).toEqual([
+      `${FILE}:7:30: targets.a.auth.password.env: expected an environment variable name (letters, digits, _; not starting with a digit)`,
+    ]);
+  });
+});
+
+describe("parseConfig: YAML syntax errors", () => {
+  it("reports the position of a syntax error", () => {
+    expect(errorsOf(yaml("targets:", "  a:", "    host: [db.example.com", "    listen: 6432"))).toEqual([
+      `${FILE}:4:5: YAML syntax error: Flow sequence in block collection must be sufficiently indented and end with a ]`,
+    ]);
+  });
+
+  it("reports a tab indentation error at its line", () => {
+    const [first] = errorsOf("targets:\n\ta: 1\n");
+    expect(first).toMatch(new RegExp(`^${FILE}:2:1: YAML syntax error: `));
+  });
+});

@@ -1,0 +1,112 @@
+import os from "node:os";
+import path from "node:path";
+import { LineCounter, parseDocument } from "yaml";
+import { readAws } from "./fields.js";
+import { ConfigError, type ConfigIssue } from "./issues.js";
+import { readLayer, SHARED_KEYS, TARGET_ONLY_KEYS, type Layer } from "./layer.js";
+import { readTarget, type ReadTarget } from "./target.js";
+import type { AwsSettings, ListenAddress, RdsdConfig } from "./types.js";
+import { YamlReader } from "./yaml-reader.js";
+
+/** Where "~" points; defaults to the current user's home directory. */
+export interface ParseOptions {
+  home?: string;
+}
+
+const ROOT_KEYS = ["aws", "defaults", "targets"] as const;
+
+/**
+ * Parses and validates one config file's text. `file` names it in messages and anchors its
+ * relative paths. Throws ConfigError listing every problem found; secrets are not read.
+ */
+export function parseConfig(text: string, file: string, options: ParseOptions = {}): RdsdConfig {
+  const absoluteFile = path.resolve(file);
+  const base = { home: options.home ?? os.homedir(), configDir: path.dirname(absoluteFile) };
+  const lines = new LineCounter();
+  // uniqueKeys off: duplicate keys are reported by YamlReader, with their key path.
+  const document = parseDocument(text, { lineCounter: lines, uniqueKeys: false, prettyErrors: false });
+  if (document.errors.length > 0) {
+    throw new ConfigError(
+      absoluteFile,
+      document.errors.map((error) => {
+        const { line, col } = lines.linePos(error.pos[0]);
+        return { line, column: col, key: "", message: `YAML syntax error: ${error.message}` };
+      }),
+    );
+  }
+
+  const reader = new YamlReader(document, lines);
+  const config = readRoot(reader, document.contents, absoluteFile, base);
+  if (reader.issues.length > 0 || config === undefined) {
+    throw new ConfigError(absoluteFile, sortByPosition(reader.issues));
+  }
+  return config;
+}
+
+function readRoot(reader: YamlReader, root: Parameters<YamlReader["map"]>[0], file: string, base: { home: string; configDir: string }): RdsdConfig | undefined {
+  if (root === null || reader.resolve(root) === null) {
+    reader.report(null, "", "the file is empty: expected a mapping with a targets section (see config/example.yaml)");
+    return undefined;
+  }
+  const view = reader.map(root, "", { known: ROOT_KEYS }, "a mapping with aws, defaults and targets");
+  if (view === undefined) return undefined;
+
+  const awsEntry = view.entries.get("aws");
+  const aws: AwsSettings = awsEntry === undefined ? {} : readAws(reader, awsEntry);
+
+  const defaultsEntry = view.entries.get("defaults");
+  let defaults: Layer = { tunnel: {}, broken: new Set(), nodes: {} };
+  if (defaultsEntry !== undefined) {
+    const perTarget = Object.fromEntries(TARGET_ONLY_KEYS.map((key) => [key, `not allowed in defaults: ${key} is set per target`]));
+    const defaultsView = reader.map(defaultsEntry.value, defaultsEntry.path, { known: SHARED_KEYS, misplaced: perTarget }, "a mapping of settings shared by all targets", defaultsEntry.keyNode);
+    if (defaultsView !== undefined) defaults = readLayer(reader, defaultsView, base, "defaults");
+  }
+
+  const targetsEntry = reader.required(view, "targets", "a mapping of target names to their settings");
+  if (targetsEntry === undefined) return undefined;
+  const targetsView = reader.map(targetsEntry.value, targetsEntry.path, { known: "any" }, "a mapping of target names to their settings", targetsEntry.keyNode);
+  if (targetsView === undefined) return undefined;
+
+  const targets: ReadTarget[] = [];
+  for (const entry of targetsView.entries.values()) {
+    const target = readTarget(reader, entry, defaults, base);
+    if (target !== undefined) targets.push(target);
+  }
+  checkListenConflicts(reader, targets);
+  const configs = targets.flatMap((target) => (target.config === undefined ? [] : [target.config]));
+  return configs.length === targets.length ? { file, aws, targets: configs } : undefined;
+}
+
+/** Two targets may not listen on the same address and port (6432 covers 127.0.0.1:6432 and [::1]:6432). */
+function checkListenConflicts(reader: YamlReader, targets: readonly ReadTarget[]): void {
+  const owners = new Map<string, ReadTarget>();
+  for (const target of targets) {
+    if (target.listen === undefined) continue;
+    const clashes = new Set<ReadTarget>();
+    for (const address of target.listen.addresses) {
+      const key = showAddress(address);
+      const owner = owners.get(key);
+      if (owner === undefined) {
+        owners.set(key, target);
+      } else if (!clashes.has(owner)) {
+        clashes.add(owner);
+        const line = reader.lineOf(owner.listen?.node ?? null);
+        reader.report(
+          target.listen.node,
+          `targets.${target.name}.listen`,
+          `${key} is already the listen address of target ${owner.name}${line === undefined ? "" : ` (line ${line})`}: each target needs its own port`,
+        );
+      }
+    }
+  }
+}
+
+function showAddress(address: ListenAddress): string {
+  return address.host.includes(":") ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
+}
+
+function sortByPosition(issues: readonly ConfigIssue[]): ConfigIssue[] {
+  const rank = (issue: ConfigIssue) => (issue.line ?? Number.MAX_SAFE_INTEGER) * 100_000 + (issue.column ?? 0);
+  // Array.prototype.sort is stable: issues at one position keep the order they were found in.
+  return [...issues].sort((a, b) => rank(a) - rank(b));
+}

@@ -1,0 +1,127 @@
+// One target: read its own keys, stack them over `defaults`, and check the combinations.
+
+import { isScalar } from "yaml";
+import { LOOPBACK_ONLY, parseListen } from "./addresses.js";
+import { readHost } from "./fields.js";
+import { readLayer, SHARED_KEYS, TARGET_ONLY_KEYS, type Layer } from "./layer.js";
+import type { PathBase } from "./paths.js";
+import type { ListenAddress, TargetConfig, TunnelConfig } from "./types.js";
+import type { Entry, ValueNode, YamlReader } from "./yaml-reader.js";
+
+/** Target names appear in CLI commands and URLs. */
+const TARGET_NAME = /^[a-z0-9][a-z0-9_-]*$/;
+
+export const DEFAULT_PORT = 5432;
+export const DEFAULT_IDLE_TIMEOUT_MS = 10 * 60_000;
+export const DEFAULT_PLUGIN_PATH = "session-manager-plugin";
+
+/** What reading one target gave: its listen addresses even when other keys are at fault, for cross-target checks. */
+export interface ReadTarget {
+  name: string;
+  /** The resolved target; undefined when something required is missing or invalid (issues recorded). */
+  config?: TargetConfig;
+  /** Valid listen addresses and the node they were read from. */
+  listen?: { addresses: ListenAddress[]; node: ValueNode };
+}
+
+/** Reads `targets.NAME`, recording issues; undefined when it is not even a mapping. */
+export function readTarget(reader: YamlReader, entry: Entry, defaults: Layer, base: PathBase): ReadTarget | undefined {
+  const nameOk = TARGET_NAME.test(entry.name);
+  if (!nameOk) {
+    reader.report(entry.keyNode, entry.path, `expected a target name of lowercase letters, digits, "-" and "_", starting with a letter or digit (it is used in CLI commands and URLs), got ${JSON.stringify(entry.name)}`);
+  }
+  const view = reader.map(entry.value, entry.path, { known: [...SHARED_KEYS, ...TARGET_ONLY_KEYS] }, "a mapping of target settings (host, listen, user, ...)", entry.keyNode);
+  if (view === undefined) return undefined;
+  const own = readLayer(reader, view, base, "target");
+
+  const hostEntry = reader.required(view, "host", "the database endpoint, e.g. orders-dev.abc123xyz.eu-west-2.rds.amazonaws.com");
+  const host = hostEntry === undefined ? undefined : readHost(reader, hostEntry);
+  const listenEntry = reader.required(view, "listen", `a port 1-65535 or "ADDRESS:PORT" on loopback`);
+  const listen = listenEntry === undefined ? undefined : readListen(reader, listenEntry);
+  const databaseEntry = view.entries.get("database");
+  const database = databaseEntry === undefined ? undefined : reader.text(databaseEntry, "a database name");
+
+  const user = own.user ?? defaults.user;
+  if (user === undefined && !own.broken.has("user") && !defaults.broken.has("user")) {
+    reader.report(entry.keyNode, `${entry.path}.user`, "missing: expected the database user to log in as (here or in defaults.user)");
+  }
+
+  const tunnel = mergeTunnel(own, defaults);
+  checkTunnelFits(reader, entry.path, own, defaults, tunnel);
+  const bastion = own.bastion ?? defaults.bastion;
+  const bastionUnknowable = own.broken.has("bastion") || defaults.broken.has("bastion") || isBroken("tunnel.driver", own, defaults);
+  if (bastion === undefined && tunnel.driver !== "direct" && !bastionUnknowable) {
+    reader.report(
+      entry.keyNode,
+      `${entry.path}.bastion`,
+      `missing: tunnel driver ${tunnel.driver} needs a bastion: set { instanceId: i-0123456789abcdef0 } or { tag: "Key=Value" } here or in defaults.bastion`,
+    );
+  }
+
+  const read: ReadTarget = { name: entry.name };
+  if (listen !== undefined && listenEntry !== undefined) read.listen = { addresses: listen, node: listenEntry.value };
+  if (!nameOk || host === undefined || listen === undefined || user === undefined) return read;
+  const config: TargetConfig = {
+    name: entry.name,
+    host,
+    port: own.port ?? defaults.port ?? DEFAULT_PORT,
+    listen,
+    user,
+    auth: own.auth ?? defaults.auth ?? { kind: "iam" },
+    tls: { ca: own.tlsCa ?? defaults.tlsCa ?? "rds" },
+    clientTls: own.clientTls ?? defaults.clientTls ?? true,
+    tunnel,
+  };
+  if (database !== undefined) config.database = database;
+  if (bastion !== undefined) config.bastion = bastion;
+  read.config = config;
+  return read;
+}
+
+function readListen(reader: YamlReader, entry: Entry): ListenAddress[] | undefined {
+  const node = reader.resolve(entry.value);
+  if (isScalar(node) && (typeof node.value === "number" || typeof node.value === "string")) {
+    const result = parseListen(node.value, LOOPBACK_ONLY);
+    if ("addresses" in result) return result.addresses;
+    reader.report(entry.value, entry.path, result.error);
+    return undefined;
+  }
+  reader.report(entry.value, entry.path, `expected a port 1-65535 or "ADDRESS:PORT" on loopback, got ${reader.describe(entry.value)}`);
+  return undefined;
+}
+
+/** Target values win over defaults key by key; then the built-in defaults. */
+function mergeTunnel(own: Layer, defaults: Layer): TunnelConfig {
+  const t = own.tunnel;
+  const d = defaults.tunnel;
+  const tunnel: TunnelConfig = {
+    driver: t.driver ?? d.driver ?? "native",
+    mode: t.mode ?? d.mode ?? "eager",
+    idleTimeoutMs: t.idleTimeoutMs ?? d.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+    sessions: t.sessions ?? d.sessions ?? 1,
+    pluginPath: t.pluginPath ?? d.pluginPath ?? DEFAULT_PLUGIN_PATH,
+  };
+  if (t.address !== undefined) tunnel.address = t.address;
+  return tunnel;
+}
+
+function isBroken(key: string, own: Layer, defaults: Layer): boolean {
+  return own.broken.has(key) || defaults.broken.has(key);
+}
+
+/**
+ * Settings written on the target itself that its driver or mode would ignore are refused: they
+ * are almost always a mistake. The same settings in `defaults` just apply where they fit.
+ */
+function checkTunnelFits(reader: YamlReader, path: string, own: Layer, defaults: Layer, tunnel: TunnelConfig): void {
+  const driverKnown = !isBroken("tunnel.driver", own, defaults);
+  if (driverKnown && own.nodes.address !== undefined && tunnel.driver !== "direct") {
+    reader.report(own.nodes.address, `${path}.tunnel.address`, `only applies with tunnel driver direct (this target's driver is ${tunnel.driver})`);
+  }
+  if (driverKnown && own.nodes.pluginPath !== undefined && tunnel.driver !== "plugin") {
+    reader.report(own.nodes.pluginPath, `${path}.tunnel.pluginPath`, `only applies with tunnel driver plugin (this target's driver is ${tunnel.driver})`);
+  }
+  if (!isBroken("tunnel.mode", own, defaults) && own.nodes.idleTimeout !== undefined && tunnel.mode !== "lazy") {
+    reader.report(own.nodes.idleTimeout, `${path}.tunnel.idleTimeout`, `only applies with tunnel mode lazy (this target's mode is ${tunnel.mode})`);
+  }
+}

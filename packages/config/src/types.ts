@@ -1,0 +1,128 @@
+// The resolved configuration: what the rest of rdsd consumes. Every value here has been
+// validated, every default applied, every path made absolute. Nothing secret is held:
+// password sources are references (an env var name, a file path), read only when used.
+
+/** The whole configuration after loading one file. */
+export interface RdsdConfig {
+  /** Absolute path of the file this configuration was read from. */
+  file: string;
+  /** How to reach AWS; fields left out fall back to the AWS SDK's usual resolution. */
+  aws: AwsSettings;
+  /** The targets in the order they appear in the file. Names are unique. */
+  targets: TargetConfig[];
+}
+
+/** AWS settings shared by all targets. */
+export interface AwsSettings {
+  /** Named profile from ~/.aws/config (SSO profiles included). Unset: $AWS_PROFILE, then "default". */
+  profile?: string;
+  /** Region such as "eu-west-2". Unset: $AWS_REGION, then the profile's region. */
+  region?: string;
+}
+
+/** One local address a target's proxy listens on. Always loopback unless a future opt-in allows otherwise. */
+export interface ListenAddress {
+  /** IP literal to bind: "127.0.0.1", "::1" or another loopback address. IPv6 without brackets. */
+  host: string;
+  /** TCP port, 1-65535. */
+  port: number;
+}
+
+/** Where a password comes from. The secret itself is never stored in the config. */
+export type PasswordSource =
+  /** Read from this environment variable of the daemon's process when logging in. */
+  | { env: string }
+  /** Read from this file (absolute path; trailing newline stripped by the reader) when logging in. */
+  | { file: string };
+
+/** How the proxy logs in to the database upstream. */
+export type AuthConfig =
+  /** A fresh RDS IAM token signed for host:port and the user (the default). */
+  | { kind: "iam" }
+  /** A static password, resolved from its source at login time. */
+  | { kind: "password"; source: PasswordSource };
+
+/** The EC2 instance that SSM port-forwards through. */
+export type BastionConfig =
+  /** A specific instance, e.g. "i-0123456789abcdef0". */
+  | { instanceId: string }
+  /** The first online managed instance carrying this tag, e.g. Name=db-bastion. */
+  | { tag: { key: string; value: string } };
+
+/** Which way bytes get to the database. */
+export type TunnelDriver =
+  /** rdsd's own SSM data-channel client (no external tools). */
+  | "native"
+  /** The official session-manager-plugin binary, spawned per session. */
+  | "plugin"
+  /** No tunnel: a plain TCP connection (to `address`, else host:port). For tests and VPNs. */
+  | "direct";
+
+/** When tunnels are opened. */
+export type TunnelMode =
+  /** Opened at start and kept open. */
+  | "eager"
+  /** Opened on the first client connection, closed after `idleTimeoutMs` without clients. */
+  | "lazy";
+
+/** How a target's tunnel is built and kept. */
+export interface TunnelConfig {
+  /** Transport to the database; default "native". */
+  driver: TunnelDriver;
+  /** Only with driver "direct": connect here instead of host:port (TLS still verifies `host`). */
+  address?: { host: string; port: number };
+  /** Default "eager". */
+  mode: TunnelMode;
+  /** Lazy mode: close the tunnel after this long without clients. Default 600000 (10m). */
+  idleTimeoutMs: number;
+  /** SSM sessions used in parallel for this target, 1-8 (each is capped near 0.8 MB/s). Default 1. */
+  sessions: number;
+  /** Plugin driver: the session-manager-plugin executable. A bare name is looked up in $PATH. */
+  pluginPath: string;
+}
+
+/** Upstream TLS settings. verify-full always: the certificate must match `host`. */
+export interface UpstreamTls {
+  /** "rds" = the bundled RDS CA certificates; otherwise an absolute path to a PEM file of CAs. */
+  ca: "rds" | string;
+}
+
+/** One database reachable through rdsd, fully resolved (defaults merged). */
+export interface TargetConfig {
+  /** Unique name, [a-z0-9][a-z0-9_-]*: used in CLI commands and URLs. */
+  name: string;
+  /** The real database endpoint, e.g. orders-dev.abc123xyz.eu-west-2.rds.amazonaws.com. */
+  host: string;
+  /** The database's port on `host`; default 5432. */
+  port: number;
+  /** Local addresses the proxy listens on: a bare port expands to 127.0.0.1 and ::1. */
+  listen: ListenAddress[];
+  /** Database user to log in as (for IAM: one granted rds_iam). */
+  user: string;
+  /** Database used when the client names none; unset lets the client's choice (or the user name) stand. */
+  database?: string;
+  /** How to log in upstream; default IAM. */
+  auth: AuthConfig;
+  /** Upstream TLS; default { ca: "rds" }. */
+  tls: UpstreamTls;
+  /** Whether the local listener offers TLS (answers SSLRequest with 'S'); default true. */
+  clientTls: boolean;
+  /** How bytes reach the database. */
+  tunnel: TunnelConfig;
+  /** The SSM bastion; always set for the native and plugin drivers, optional for direct. */
+  bastion?: BastionConfig;
+}
+
+/** What changed between two configurations, by target name (used by reload). */
+export interface ConfigDiff {
+  /** In the new config only, in its order. */
+  added: string[];
+  /** In the old config only, in its order. */
+  removed: string[];
+  /** In both with different resolved settings (all kept targets when `awsChanged`). */
+  changed: string[];
+  /** In both and identical. */
+  unchanged: string[];
+  /** The aws section differs: credentials and signing change for every target. */
+  awsChanged: boolean;
+}
