@@ -89,41 +89,24 @@ export function staticCredentialProvider(identity: AwsCredentialIdentity): AwsCr
 /**
  * The SDK's node chain (env, SSO, ini, credential_process, web identity, ECS/IMDS) for a profile.
  *
- * Caching is the SDK's: its memoizeChain keeps the identity, shares one resolution among
- * concurrent callers once built, refreshes in the background from 5 minutes before
- * `expiration`, and blocks on a refresh only once the identity has actually expired.
- * Two gaps are covered here:
- * - fromNodeProviderChain builds its chain lazily after an `await import(...)`, so callers racing
- *   on the very first call each build their own chain and resolve twice (two SSO calls);
- *   shareInFlight makes concurrent callers share one resolution.
- * - a missing profile surfaces as "Could not load credentials from any providers"; it is
- *   reported as AwsProfileNotFoundError naming the profile and files instead.
+ * Caching and sharing are the SDK's own (credential-provider-node's memoizeChain), not repeated
+ * here: it keeps the identity, makes concurrent callers share one resolution, refreshes in the
+ * background from 5 minutes before `expiration`, and blocks on a refresh only once the identity
+ * has actually expired. (Node loads the package's CommonJS build, whose chain is built
+ * synchronously on first call; the tests count resolutions to hold the SDK to this.)
+ * Added here: a missing profile, which the chain reports as "Could not load credentials from any
+ * providers", becomes an AwsProfileNotFoundError naming the profile and the files read.
  */
 export function nodeChainProvider(profile: string | undefined): AwsCredentialIdentityProvider {
   // ignoreCache: the SDK otherwise keeps its first read of ~/.aws/config for the process's life;
   // a daemon must see `aws configure` edits made after it started. Reads happen only on refresh.
   const chain = fromNodeProviderChain({ profile, ignoreCache: true });
-  return shareInFlight(async (properties) => {
+  return async (properties) => {
     try {
       return await chain(properties);
     } catch (error) {
       throw await withMissingProfileExplained(error, profile);
     }
-  });
-}
-
-/** Concurrent calls share one pending resolution; forced refreshes go straight through. */
-export function shareInFlight(provider: AwsCredentialIdentityProvider): AwsCredentialIdentityProvider {
-  let inFlight: Promise<AwsCredentialIdentity> | undefined;
-  return (properties) => {
-    if (properties?.["forceRefresh"] === true) return provider(properties);
-    if (inFlight === undefined) {
-      const pending = provider(properties).finally(() => {
-        if (inFlight === pending) inFlight = undefined;
-      });
-      inFlight = pending;
-    }
-    return inFlight;
   };
 }
 

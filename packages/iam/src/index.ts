@@ -4,7 +4,6 @@ export {
   credentialProviderFor,
   defaultCredentialRegistry,
   nodeChainProvider,
-  shareInFlight,
   staticCredentialProvider,
 } from "./credentials.js";
 export type { CredentialProviderFactory, CredentialSettings } from "./credentials.js";
