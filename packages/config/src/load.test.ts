@@ -1,9 +1,9 @@
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ConfigError, loadConfig, resolveConfigPath } from "./index.js";
+import { ConfigError, loadConfig, parseConfig, resolveConfigPath } from "./index.js";
 
 const repoConfigDir = fileURLToPath(new URL("../../../config/", import.meta.url));
 
@@ -78,5 +78,16 @@ describe("loadConfig", () => {
     ]);
     expect(config.targets.every((t) => t.host.endsWith(".rds.amazonaws.com"))).toBe(true);
     expect(config.targets[0]?.tls.ca).toBe(path.join(repoConfigDir, "demo-ca.pem"));
+  });
+});
+
+describe("config/README.md", () => {
+  it("has a complete example that loads", async () => {
+    const readme = await readFile(path.join(repoConfigDir, "README.md"), "utf8");
+    const example = /## A complete example\n\n```yaml\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(example).toBeDefined();
+    const config = parseConfig(example ?? "", path.join(repoConfigDir, "config.yaml"), { home: "/home/u" });
+    expect(config.targets.map((t) => t.name)).toEqual(["orders-dev", "billing-dev", "local-pg"]);
+    expect(config.targets[2]?.tunnel.address).toEqual({ host: "127.0.0.1", port: 5432 });
   });
 });
