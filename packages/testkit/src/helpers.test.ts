@@ -1,0 +1,78 @@
+import { existsSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { freePort, makeRdsLikeTls, pgClientEnv, postgresBinDir, runCommand, tempDir } from "./index.js";
+
+describe("runCommand", () => {
+  it("feeds stdin and collects stdout, stderr and the exit code", async () => {
+    const result = await runCommand("sh", ["-c", "cat; echo oops >&2; exit 3"], { input: "hello\n" });
+    expect(result).toEqual({ code: 3, signal: null, stdout: "hello\n", stderr: "oops\n", timedOut: false });
+  });
+
+  it("kills a command that runs past its timeout", async () => {
+    const started = Date.now();
+    const result = await runCommand("sleep", ["30"], { timeoutMs: 100 });
+    expect(result).toMatchObject({ code: null, signal: "SIGKILL", timedOut: true });
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it("rejects clearly when the program does not exist", async () => {
+    await expect(runCommand("no-such-program-rdsd", [])).rejects.toThrow(/cannot run no-such-program-rdsd: .*ENOENT/);
+  });
+});
+
+describe("pgClientEnv", () => {
+  it("puts the PostgreSQL client programs first on PATH and drops inherited PG* settings", async () => {
+    process.env.PGHOST = "somewhere.invalid";
+    try {
+      const env = pgClientEnv({ PGCONNECT_TIMEOUT: "3" });
+      expect(env.PATH?.split(":")[0]).toBe(postgresBinDir());
+      expect(env.PGHOST).toBeUndefined();
+      expect(env.PGCONNECT_TIMEOUT).toBe("3");
+      const psql = await runCommand("sh", ["-c", "command -v psql"], { env });
+      expect(psql.stdout.trim()).toBe(join(postgresBinDir(), "psql"));
+    } finally {
+      delete process.env.PGHOST;
+    }
+  });
+});
+
+describe("tempDir and freePort", () => {
+  it("creates a directory that cleanup() removes with its contents", async () => {
+    const dir = await tempDir("rdsd-testkit-");
+    await writeFile(join(dir.path, "file"), "x");
+    expect(existsSync(dir.path)).toBe(true);
+    await dir.cleanup();
+    expect(existsSync(dir.path)).toBe(false);
+    await dir.cleanup(); // idempotent
+  });
+
+  it("returns a port that can be listened on", async () => {
+    const port = await freePort();
+    const server = createServer();
+    await new Promise<void>((resolve, reject) => server.once("error", reject).listen(port, "127.0.0.1", resolve));
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+});
+
+describe("makeRdsLikeTls", () => {
+  it("issues a certificate for the RDS host name that OpenSSL verifies against the CA file", async () => {
+    const host = "orders-dev.abc123xyz.eu-west-2.rds.amazonaws.com";
+    const tls = await makeRdsLikeTls(host);
+    const dir = await tempDir();
+    try {
+      const certPath = join(dir.path, "server.pem");
+      await writeFile(certPath, tls.certPem);
+      const verify = (name: string) => runCommand("openssl", ["verify", "-CAfile", tls.caPath, "-verify_hostname", name, certPath]);
+      expect((await verify(host)).code).toBe(0);
+      expect((await verify("other.abc123xyz.eu-west-2.rds.amazonaws.com")).code).not.toBe(0);
+      expect(tls.ca.certPem).toBe(tls.caPem);
+    } finally {
+      await dir.cleanup();
+      await tls.cleanup();
+    }
+    expect(existsSync(tls.caPath)).toBe(false);
+  });
+});
