@@ -9,7 +9,7 @@ export default defineConfig({
     alias: [{ find: /^@rdsd\/([a-z0-9-]+)$/, replacement: `${packagesDir}$1/src/index.ts` }],
   },
   test: {
-    include: ["packages/*/src/**/*.test.ts", "test/**/*.test.ts"],
+    include: ["packages/*/src/**/*.test.ts", "packages/*/test/**/*.test.ts", "test/**/*.test.ts"],
     pool: "forks",
     testTimeout: 30_000,
     hookTimeout: 60_000,

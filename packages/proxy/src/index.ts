@@ -1,1 +1,6 @@
-export {};
+export * from "./errors.js";
+export * from "./dialer.js";
+export * from "./logger.js";
+export * from "./upstream-auth.js";
+export { secureUpstream, loginUpstream, type UpstreamTarget, type UpstreamSession } from "./upstream-login.js";
+export * from "./target-proxy.js";

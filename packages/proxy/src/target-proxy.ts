@@ -1,0 +1,382 @@
+import { EventEmitter } from "node:events";
+import net from "node:net";
+import type { Duplex } from "node:stream";
+import tls from "node:tls";
+import { SqlState, startupParameter, textParameter, type CancelRequest, type StartupMessage, type StartupParameter } from "@rdsd/pg-wire";
+import { CancelRegistry } from "./cancel-registry.js";
+import { readClientHello } from "./client-startup.js";
+import type { Dialer } from "./dialer.js";
+import { asProxyError, ProxyError } from "./errors.js";
+import { silentLogger, type ProxyLogger } from "./logger.js";
+import { InvalidPacketError, StreamClosedError } from "./packet-reader.js";
+import { relay } from "./relay.js";
+import { loginUpstream, secureUpstream, type UpstreamTarget } from "./upstream-login.js";
+
+export interface ListenAddress {
+  host: string;
+  /** 0 picks a free port (tests); `addresses()` tells which. */
+  port: number;
+}
+
+/** Everything one target's proxy needs. The daemon builds it from the config. */
+export interface TargetProxyOptions {
+  /** The target's name, for logs and status. */
+  name: string;
+  /** Loopback addresses to listen on. */
+  listen: ListenAddress[];
+  /** The database: RDS hostname (TLS verifies against it), port, user, CA and login method. */
+  upstream: UpstreamTarget;
+  /** The database clients get when they name none (libpq's default of their own user name counts as none). */
+  defaultDatabase?: string | undefined;
+  /** Carries bytes to upstream.host:port. Replaceable at run time (tunnel restarts). */
+  dialer: Dialer;
+  /** Certificate for local TLS (SSLRequest answered S, direct TLS); null answers N. */
+  clientTls: { certPem: string; keyPem: string } | null;
+  /** A client must finish its startup packets within this time. Default 10 s. */
+  startupTimeoutMs?: number;
+  /** Dialing, upstream TLS and login must finish within this time (it includes waiting for a tunnel). Default 30 s. */
+  loginTimeoutMs?: number;
+  logger?: ProxyLogger;
+}
+
+/** Counters for `rdsd status`. */
+export interface TargetProxyStats {
+  /** Client connections open now, including those still logging in. */
+  connections: number;
+  /** Client connections accepted since start. */
+  accepted: number;
+  /** Logins that failed since start. */
+  failedLogins: number;
+  bytesFromClients: number;
+  bytesToClients: number;
+  /** The most recent failure shown to a client, without secrets. */
+  lastError: { message: string; fix: string; at: Date } | null;
+}
+
+const DEFAULT_STARTUP_TIMEOUT_MS = 10_000;
+const DEFAULT_LOGIN_TIMEOUT_MS = 30_000;
+const CANCEL_TIMEOUT_MS = 10_000;
+
+/**
+ * One target's local PostgreSQL endpoint: owns its listeners and its client connections (a "socket mount").
+ * Each client goes through the startup phase, an upstream login with verify-full TLS, then a raw relay.
+ */
+export class TargetProxy extends EventEmitter {
+  private readonly servers: net.Server[] = [];
+  private readonly clients = new Set<net.Socket>();
+  private readonly cancels = new CancelRegistry();
+  private readonly clientTls: tls.SecureContext | null;
+  private readonly logger: ProxyLogger;
+  private dialer: Dialer;
+  private closedBytesIn = 0;
+  private closedBytesOut = 0;
+  private accepted = 0;
+  private failedLogins = 0;
+  private lastError: TargetProxyStats["lastError"] = null;
+  private nextConnectionId = 1;
+
+  constructor(private readonly options: TargetProxyOptions) {
+    super();
+    this.dialer = options.dialer;
+    this.logger = options.logger ?? silentLogger;
+    this.clientTls = options.clientTls
+      ? tls.createSecureContext({ cert: options.clientTls.certPem, key: options.clientTls.keyPem, minVersion: "TLSv1.2" })
+      : null;
+  }
+
+  get name(): string {
+    return this.options.name;
+  }
+
+  /** Binds every listen address. Fails (and binds nothing) if one is taken. */
+  async start(): Promise<void> {
+    try {
+      for (const address of this.options.listen) {
+        const server = await this.bind(address);
+        if (server) this.servers.push(server);
+      }
+    } catch (err) {
+      await this.closeServers();
+      throw err;
+    }
+    if (this.servers.length === 0) throw new Error(`target ${this.name}: no listen address could be bound`);
+  }
+
+  /** The addresses actually listened on. */
+  addresses(): ListenAddress[] {
+    return this.servers.map((s) => {
+      const a = s.address() as net.AddressInfo;
+      return { host: a.address, port: a.port };
+    });
+  }
+
+  /** Swaps the way to the database; connections already relaying keep theirs. */
+  setDialer(dialer: Dialer): void {
+    this.dialer = dialer;
+  }
+
+  stats(): TargetProxyStats {
+    let bytesIn = this.closedBytesIn;
+    let bytesOut = this.closedBytesOut;
+    for (const socket of this.clients) {
+      bytesIn += socket.bytesRead;
+      bytesOut += socket.bytesWritten;
+    }
+    return {
+      connections: this.clients.size,
+      accepted: this.accepted,
+      failedLogins: this.failedLogins,
+      bytesFromClients: bytesIn,
+      bytesToClients: bytesOut,
+      lastError: this.lastError,
+    };
+  }
+
+  /**
+   * Stops listening; gives open connections `graceMs` to finish, then closes them.
+   * Resolves when every client connection is gone.
+   */
+  async stop(graceMs = 0): Promise<void> {
+    await this.closeServers();
+    if (this.clients.size === 0) return;
+    const allGone = new Promise<void>((resolve) => {
+      const check = () => {
+        if (this.clients.size === 0) {
+          this.off("connection-closed", check);
+          resolve();
+        }
+      };
+      this.on("connection-closed", check);
+    });
+    const timer = setTimeout(() => {
+      for (const socket of this.clients) socket.destroy();
+    }, graceMs);
+    await allGone;
+    clearTimeout(timer);
+  }
+
+  private bind(address: ListenAddress): Promise<net.Server | null> {
+    return new Promise((resolve, reject) => {
+      const server = net.createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 }, (socket) => this.accept(socket));
+      server.once("error", (err: NodeJS.ErrnoException) => {
+        const where = net.isIPv6(address.host) ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
+        if (err.code === "EADDRNOTAVAIL" && net.isIPv6(address.host)) {
+          // A machine without IPv6 loopback: 127.0.0.1 still serves.
+          this.logger.warn("IPv6 loopback not available, not listening on it", { target: this.name, address: where });
+          resolve(null);
+        } else if (err.code === "EADDRINUSE") {
+          reject(new Error(`target ${this.name}: ${where} is already in use by another program; choose another listen port`));
+        } else {
+          reject(new Error(`target ${this.name}: cannot listen on ${where}: ${err.message}`));
+        }
+      });
+      server.listen({ host: address.host, port: address.port, exclusive: true }, () => {
+        server.removeAllListeners("error");
+        server.on("error", (err) => this.logger.error("listener error", { target: this.name, error: err.message }));
+        resolve(server);
+      });
+    });
+  }
+
+  private async closeServers(): Promise<void> {
+    const servers = this.servers.splice(0);
+    await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  }
+
+  private accept(socket: net.Socket): void {
+    const id = this.nextConnectionId++;
+    this.accepted++;
+    this.clients.add(socket);
+    socket.once("close", () => {
+      this.clients.delete(socket);
+      this.closedBytesIn += socket.bytesRead;
+      this.closedBytesOut += socket.bytesWritten;
+      this.emit("connection-closed", id);
+    });
+    // A client's bytes must never crash the daemon: every path below ends in a handled promise.
+    socket.on("error", () => socket.destroy());
+    this.serve(socket, id).catch((err: unknown) => {
+      this.logger.error("unexpected error serving a client", { target: this.name, connection: id, error: String(err) });
+      socket.destroy();
+    });
+  }
+
+  private async serve(socket: net.Socket, id: number): Promise<void> {
+    const current: { stream: net.Socket | tls.TLSSocket } = { stream: socket };
+    let hello;
+    try {
+      hello = await readClientHello(socket, { tls: this.clientTls, signal: AbortSignal.timeout(this.options.startupTimeoutMs ?? DEFAULT_STARTUP_TIMEOUT_MS) }, current);
+    } catch (err) {
+      this.refuseStartup(current.stream, err, id);
+      return;
+    }
+
+    if (hello.kind === "cancel") {
+      // Clients wait for EOF, and must learn nothing about whether the key matched.
+      hello.socket.end();
+      await this.forwardCancel(hello.request, id);
+      return;
+    }
+
+    const client = hello.socket;
+    let startup: StartupMessage;
+    try {
+      startup = this.upstreamStartup(hello.message);
+    } catch (err) {
+      this.refuseStartup(client, err, id);
+      return;
+    }
+    const started = Date.now();
+    try {
+      const session = await this.login(client, startup);
+      const { socket: upstream } = session;
+      client.write(session.greeting);
+      if (session.pending.length > 0) client.write(session.pending);
+      if (hello.pending.length > 0) upstream.write(hello.pending);
+      const unregister = session.backendKey
+        ? this.cancels.register(session.backendKey.processId, session.backendKey.secretKey, () => this.sendCancelUpstream(cancelPacket(session.backendKey!)))
+        : () => {};
+      this.logger.info("client connected", { target: this.name, connection: id, backendPid: session.backendKey?.processId, loginMs: Date.now() - started, tls: hello.tls });
+      try {
+        await relay(client, upstream);
+      } finally {
+        unregister();
+      }
+      this.logger.debug("client disconnected", { target: this.name, connection: id });
+    } catch (err) {
+      const failure = asProxyError(err, "login failed");
+      this.failedLogins++;
+      this.lastError = { message: failure.message, fix: failure.fix, at: new Date() };
+      this.logger.warn("login failed", { target: this.name, connection: id, error: failure.message, fix: failure.fix });
+      tellAndClose(client, failure);
+    }
+  }
+
+  /** Dials, secures and logs in; gives up when the client leaves or the login takes too long. */
+  private async login(client: Duplex, startup: StartupMessage) {
+    const clientGone = new AbortController();
+    const onClientClose = () => clientGone.abort(new ProxyError("client went away", "", SqlState.connectionFailure));
+    client.once("close", onClientClose);
+    const signal = AbortSignal.any([clientGone.signal, AbortSignal.timeout(this.options.loginTimeoutMs ?? DEFAULT_LOGIN_TIMEOUT_MS)]);
+    // Fetch the secret while dialing (credentials may be slow); it is sent only after TLS is verified.
+    const secret = this.options.upstream.auth.secret();
+    secret.catch(() => {}); // observed below, or moot if dialing fails first
+    let stream: Duplex | undefined;
+    try {
+      stream = await this.dialer.dial(signal);
+      const upstream = await secureUpstream(stream, this.options.upstream, signal);
+      return await loginUpstream(upstream, this.options.upstream, startup, secret, signal);
+    } catch (err) {
+      stream?.destroy();
+      throw err;
+    } finally {
+      client.off("close", onClientClose);
+    }
+  }
+
+  /** The client's startup parameters, in order and byte for byte, except user (the target's) and database. */
+  private upstreamStartup(message: StartupMessage): StartupMessage {
+    const replication = startupParameter(message, "replication");
+    if (replication !== undefined && !["false", "off", "no", "0"].includes(replication.toLowerCase())) {
+      throw new ProxyError(
+        "replication connections are not supported through rdsd",
+        "RDS IAM authentication cannot authenticate replication connections; connect without replication=...",
+        SqlState.featureNotSupported,
+      );
+    }
+    const clientUser = startupParameter(message, "user");
+    const clientDatabase = startupParameter(message, "database");
+    const target = this.options.upstream.user;
+    // libpq sends database = user when none is given: that user is a local name, not a choice of database.
+    const namedNone = clientDatabase === undefined || clientDatabase === "" || (clientDatabase === clientUser && clientUser !== target);
+    // PostgreSQL's own default is the user's name: with no configured default, that is the target user's.
+    const database = namedNone ? (this.options.defaultDatabase ?? target) : undefined;
+
+    const parameters: StartupParameter[] = [];
+    let sawUser = false;
+    for (const p of message.parameters) {
+      const name = p.name.toString("latin1");
+      if (name === "user") {
+        parameters.push(textParameter("user", target));
+        sawUser = true;
+      } else if (name === "database" && database !== undefined) {
+        parameters.push(textParameter("database", database));
+      } else {
+        parameters.push(p);
+      }
+    }
+    if (!sawUser) parameters.unshift(textParameter("user", target));
+    if (database !== undefined && clientDatabase === undefined) parameters.push(textParameter("database", database));
+    return { ...message, parameters };
+  }
+
+  private async forwardCancel(request: CancelRequest, id: number): Promise<void> {
+    const forward = this.cancels.lookup(request.processId, request.secretKey);
+    if (!forward) {
+      this.logger.debug("cancel request for an unknown session dropped", { target: this.name, connection: id });
+      return;
+    }
+    try {
+      await forward();
+      this.logger.info("cancel request forwarded", { target: this.name, connection: id, backendPid: request.processId });
+    } catch (err) {
+      this.logger.warn("cancel request could not be forwarded", { target: this.name, connection: id, error: asProxyError(err, "cancel").message });
+    }
+  }
+
+  /** A cancel travels on a new connection of its own, TLS-verified like any other. */
+  private async sendCancelUpstream(packet: Buffer): Promise<void> {
+    const signal = AbortSignal.timeout(CANCEL_TIMEOUT_MS);
+    const stream = await this.dialer.dial(signal);
+    try {
+      const socket = await secureUpstream(stream, this.options.upstream, signal);
+      await new Promise<void>((resolve) => {
+        socket.once("close", () => resolve());
+        socket.on("error", () => {});
+        socket.end(packet);
+        socket.resume();
+        signal.addEventListener("abort", () => socket.destroy(), { once: true });
+      });
+    } finally {
+      stream.destroy();
+    }
+  }
+
+  private refuseStartup(stream: Duplex, err: unknown, id: number): void {
+    if (err instanceof StreamClosedError) {
+      stream.destroy();
+      return;
+    }
+    const failure =
+      err instanceof InvalidPacketError
+        ? new ProxyError(`invalid startup packet: ${err.message}`, "connect with a PostgreSQL client (psql, a GUI, a driver) speaking protocol 3", SqlState.protocolViolation)
+        : err instanceof ProxyError
+          ? err
+          : err instanceof DOMException && err.name === "TimeoutError"
+            ? new ProxyError("the client did not complete its startup in time", "connect with a PostgreSQL client; rdsd waits 10 s for the startup packet", SqlState.protocolViolation)
+            : asProxyError(err, "startup");
+    this.logger.info("client startup refused", { target: this.name, connection: id, error: failure.message });
+    tellAndClose(stream, failure);
+  }
+}
+
+function cancelPacket(key: { processId: number; secretKey: Buffer }): Buffer {
+  const out = Buffer.allocUnsafe(12 + key.secretKey.length);
+  out.writeUInt32BE(out.length, 0);
+  out.writeUInt32BE(80877102, 4);
+  out.writeUInt32BE(key.processId, 8);
+  key.secretKey.copy(out, 12);
+  return out;
+}
+
+/** Sends the failure as a FATAL ErrorResponse, then closes; a client that does not read is cut off. */
+function tellAndClose(stream: Duplex, failure: ProxyError): void {
+  if (stream.destroyed || !stream.writable) {
+    stream.destroy();
+    return;
+  }
+  stream.end(failure.toErrorResponse());
+  // Read (and drop) whatever the client still sends, so its close is noticed at once.
+  stream.resume();
+  setTimeout(() => stream.destroy(), 2_000).unref();
+}

@@ -1,0 +1,263 @@
+import type { Duplex } from "node:stream";
+import tls from "node:tls";
+import { serialize } from "pg-protocol";
+import {
+  buildSslRequest,
+  buildStartupMessage,
+  decodeAuthenticationRequest,
+  decodeBackendKeyData,
+  decodeErrorFields,
+  md5PasswordAnswer,
+  readBackendFrame,
+  ScramClient,
+  SqlState,
+  type BackendFrame,
+  type StartupParameter,
+} from "@rdsd/pg-wire";
+import { ProxyError } from "./errors.js";
+import { InvalidPacketError, PacketReader, StreamClosedError, type ParseStep } from "./packet-reader.js";
+import type { UpstreamAuth, UpstreamSecret } from "./upstream-auth.js";
+
+/** What the upstream connection must be, independent of how its bytes travel. */
+export interface UpstreamTarget {
+  /** The real RDS hostname: TLS verifies the certificate against it whatever address was dialed. */
+  host: string;
+  port: number;
+  /** The database user the proxy logs in as. */
+  user: string;
+  /** Trusted CA certificates (PEM) for verify-full. */
+  ca: string | Buffer | Array<string | Buffer>;
+  auth: UpstreamAuth;
+}
+
+export interface UpstreamSession {
+  socket: tls.TLSSocket;
+  /** The server's messages from AuthenticationOk to ReadyForQuery (and any NegotiateProtocolVersion), unchanged. */
+  greeting: Buffer;
+  /** The real backend's cancel key, for forwarding CancelRequests. */
+  backendKey: { processId: number; secretKey: Buffer } | undefined;
+  /** Bytes read past the greeting; belong to the client. */
+  pending: Buffer;
+}
+
+/** Opens TLS to the server on an already-connected stream, refusing anything short of verify-full. */
+export async function secureUpstream(stream: Duplex, target: Pick<UpstreamTarget, "host" | "ca">, signal: AbortSignal): Promise<tls.TLSSocket> {
+  const reader = new PacketReader(stream);
+  stream.write(buildSslRequest());
+  const answer = await readOrExplain(reader, signal, firstByteStep);
+  if (answer !== 0x53 /* S */) {
+    reader.release();
+    throw new ProxyError(
+      `the server at ${target.host} refused TLS (answered ${describeByte(answer)} to SSLRequest)`,
+      "rdsd only logs in over TLS verified against the RDS hostname; enable SSL on the server (RDS always offers it), or check that tunnel.address points at PostgreSQL",
+      SqlState.unableToConnect,
+    );
+  }
+  // Anything after 'S' and before the TLS handshake was not sent by a real server (CVE-2021-23222).
+  if (reader.buffered > 0) {
+    reader.release();
+    throw new ProxyError("unexpected data from the server after its TLS answer", "something on the path to the database is tampering with the connection", SqlState.protocolViolation);
+  }
+  reader.release();
+  return handshake(stream, target, signal);
+}
+
+function handshake(stream: Duplex, target: Pick<UpstreamTarget, "host" | "ca">, signal: AbortSignal): Promise<tls.TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({
+      socket: stream,
+      servername: target.host,
+      ca: target.ca,
+      rejectUnauthorized: true,
+      minVersion: "TLSv1.2",
+    });
+    const onAbort = () => {
+      socket.destroy();
+      reject(new ProxyError(`TLS handshake with ${target.host} timed out`, "check the tunnel to the database (`rdsd status`)", SqlState.unableToConnect));
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    socket.once("error", (err) => {
+      signal.removeEventListener("abort", onAbort);
+      socket.destroy();
+      reject(tlsFailure(target.host, err as NodeJS.ErrnoException));
+    });
+    socket.once("secureConnect", () => {
+      signal.removeEventListener("abort", onAbort);
+      socket.removeAllListeners("error");
+      // Belt and braces: rejectUnauthorized already refuses an unverified peer.
+      if (!socket.authorized) {
+        socket.destroy();
+        reject(new ProxyError(`TLS: certificate of ${target.host} not verified`, "check tls.ca for this target", SqlState.unableToConnect));
+        return;
+      }
+      resolve(socket);
+    });
+  });
+}
+
+function tlsFailure(host: string, err: NodeJS.ErrnoException): ProxyError {
+  const code = err.code ?? "";
+  if (code === "ERR_TLS_CERT_ALTNAME_INVALID") {
+    return new ProxyError(`TLS: certificate does not match ${host}`, "the target's host must be the RDS endpoint name on its certificate (not an IP or a CNAME)", SqlState.unableToConnect, err.message);
+  }
+  if (/UNABLE_TO_VERIFY|SELF_SIGNED|UNABLE_TO_GET_ISSUER|CERT_UNTRUSTED|CERT_SIGNATURE_FAILURE/.test(code)) {
+    return new ProxyError(
+      `TLS: certificate of ${host} is not signed by a trusted CA (${code})`,
+      "set tls.ca to the CA bundle that signed the server's certificate (`rds` for RDS; RDS Proxy endpoints use public Amazon roots)",
+      SqlState.unableToConnect,
+    );
+  }
+  if (code === "CERT_HAS_EXPIRED" || code === "CERT_NOT_YET_VALID") {
+    return new ProxyError(`TLS: certificate of ${host} is not valid now (${code})`, "check this machine's clock, then the server's certificate rotation", SqlState.unableToConnect);
+  }
+  return new ProxyError(`TLS handshake with ${host} failed: ${err.message}`, "check the tunnel to the database and tls settings for this target", SqlState.unableToConnect);
+}
+
+function firstByteStep(buf: Buffer): ParseStep<number> {
+  return buf.length === 0 ? { status: "incomplete" } : { status: "ok", value: buf[0]!, length: 1 };
+}
+
+function describeByte(b: number): string {
+  return b >= 0x20 && b < 0x7f ? `'${String.fromCharCode(b)}'` : `0x${b.toString(16)}`;
+}
+
+/**
+ * Logs in over a verified TLS socket: sends the client's startup parameters (user replaced), answers the
+ * server's authentication request with the target's secret, and collects the greeting up to ReadyForQuery.
+ * The secret is awaited only when the server asks for it, and only ever written to this verified socket.
+ */
+export async function loginUpstream(
+  socket: tls.TLSSocket,
+  target: UpstreamTarget,
+  startup: { majorVersion: number; minorVersion: number; parameters: StartupParameter[] },
+  secret: Promise<UpstreamSecret>,
+  signal: AbortSignal,
+): Promise<UpstreamSession> {
+  if (!socket.authorized) throw new Error("refusing to log in over an unverified TLS connection");
+  const reader = new PacketReader(socket);
+  socket.write(buildStartupMessage(startup.majorVersion, startup.minorVersion, startup.parameters));
+
+  const greeting: Buffer[] = [];
+  let scram: ScramClient | undefined;
+  let provenance = "";
+  const readSecret = async () => {
+    const s = await secret;
+    provenance = s.provenance;
+    return s.value;
+  };
+
+  // Authentication phase: until AuthenticationOk.
+  for (;;) {
+    const frame = await readOrExplain(reader, signal, asFrameStep);
+    if (frame.type === "v" || frame.type === "N") {
+      greeting.push(frame.raw); // NegotiateProtocolVersion and notices are the client's to see
+      continue;
+    }
+    if (frame.type === "E") throw serverRefusal(frame, target, provenance);
+    if (frame.type !== "R") throw unexpected(frame);
+    const request = decodeAuthenticationRequest(frame.body);
+    if (typeof request === "string") throw new ProxyError(`malformed authentication request from the server: ${request}`, "check that the target is PostgreSQL", SqlState.protocolViolation);
+
+    if (request.kind === "ok") {
+      greeting.push(frame.raw);
+      break;
+    }
+    if (target.auth.method === "iam" && request.kind !== "cleartext-password") {
+      throw new ProxyError(
+        `database user "${target.user}" does not use IAM authentication: the server asked for ${describeAuth(request.kind)} instead of a token`,
+        `grant the role to the user: GRANT rds_iam TO "${target.user}";  (or configure auth: { password: ... } for this target)`,
+        SqlState.invalidAuthorization,
+      );
+    }
+    switch (request.kind) {
+      case "cleartext-password":
+        socket.write(serialize.password(await readSecret()));
+        break;
+      case "md5-password":
+        socket.write(serialize.password(md5PasswordAnswer(target.user, await readSecret(), request.salt)));
+        break;
+      case "sasl":
+        if (!request.mechanisms.includes("SCRAM-SHA-256")) {
+          throw new ProxyError(`the server offers only ${request.mechanisms.join(", ")}`, "rdsd supports SCRAM-SHA-256, MD5 and cleartext passwords", SqlState.featureNotSupported);
+        }
+        scram = new ScramClient(await readSecret());
+        socket.write(serialize.sendSASLInitialResponseMessage(scram.mechanism, scram.clientFirstMessage()));
+        break;
+      case "sasl-continue":
+        if (!scram) throw unexpected(frame);
+        socket.write(serialize.sendSCRAMClientFinalMessage(scram.clientFinalMessage(request.data.toString("utf8"))));
+        break;
+      case "sasl-final":
+        if (!scram) throw unexpected(frame);
+        try {
+          scram.verifyServerFinal(request.data.toString("utf8"));
+        } catch (err) {
+          throw new ProxyError(`the server failed SCRAM verification: ${(err as Error).message}`, "something is impersonating the database", SqlState.invalidAuthorization);
+        }
+        break;
+      case "unsupported":
+        throw new ProxyError(`the server asked for ${request.name} authentication`, "rdsd supports RDS IAM, SCRAM-SHA-256, MD5 and cleartext passwords", SqlState.featureNotSupported);
+    }
+  }
+
+  // After AuthenticationOk: relay everything unchanged up to ReadyForQuery, noting the backend's cancel key.
+  let backendKey: UpstreamSession["backendKey"];
+  for (;;) {
+    const frame = await readOrExplain(reader, signal, asFrameStep);
+    greeting.push(frame.raw);
+    if (frame.type === "K") {
+      const key = decodeBackendKeyData(frame.body);
+      if (typeof key !== "string") backendKey = key;
+    }
+    // A FATAL after AuthenticationOk (database does not exist, too many connections) goes to the client as the server sent it.
+    if (frame.type === "Z" || frame.type === "E") break;
+  }
+  return { socket, greeting: Buffer.concat(greeting), backendKey, pending: reader.release() };
+}
+
+function asFrameStep(buf: Buffer): ParseStep<BackendFrame> {
+  const r = readBackendFrame(buf);
+  return r.status === "ok" ? { status: "ok", value: r.frame, length: r.length } : r;
+}
+
+async function readOrExplain<T>(reader: PacketReader, signal: AbortSignal, parse: (buf: Buffer) => ParseStep<T>): Promise<T> {
+  try {
+    return await reader.next(parse, signal);
+  } catch (err) {
+    if (err instanceof StreamClosedError) {
+      throw new ProxyError("the server closed the connection during login", "check the server's log, and `rdsd status` for the tunnel", SqlState.connectionFailure);
+    }
+    if (err instanceof InvalidPacketError) {
+      throw new ProxyError(`the server sent an invalid message during login: ${err.message}`, "check that the target is PostgreSQL", SqlState.protocolViolation);
+    }
+    if (signal.aborted) {
+      throw new ProxyError("the server did not complete the login in time", "check the server's load and `rdsd status` for the tunnel", SqlState.unableToConnect);
+    }
+    throw err;
+  }
+}
+
+function serverRefusal(frame: BackendFrame, target: UpstreamTarget, provenance: string): ProxyError {
+  const fields = decodeErrorFields(frame.body);
+  const authFailed = fields.code === "28000" || fields.code === "28P01";
+  if (authFailed && target.auth.method === "iam") {
+    return new ProxyError(
+      `the server rejected the IAM token: ${fields.message}`,
+      `check that user "${target.user}" has the rds_iam role, that the IAM policy allows rds-db:connect for it, and that this machine's clock is right`,
+      fields.code,
+      provenance || undefined,
+    );
+  }
+  if (authFailed) {
+    return new ProxyError(`the server rejected the password: ${fields.message}`, "check the password source configured for this target (auth.password)", fields.code);
+  }
+  return new ProxyError(`the server refused the login: ${fields.message}`, fields.hint ?? "see the server's message above", fields.code || SqlState.connectionFailure, fields.detail);
+}
+
+function unexpected(frame: BackendFrame): ProxyError {
+  return new ProxyError(`unexpected message '${frame.type}' from the server during login`, "check that the target is PostgreSQL", SqlState.protocolViolation);
+}
+
+function describeAuth(kind: string): string {
+  return kind === "md5-password" ? "an MD5 password" : kind === "sasl" ? "SCRAM-SHA-256" : kind;
+}
