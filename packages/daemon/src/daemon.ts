@@ -1,0 +1,121 @@
+import { mkdir } from "node:fs/promises";
+import { issueLocalhostCertificate, loadOrCreateLocalCa, type PemKeyPair } from "@rdsd/certs";
+import { diffConfigs, loadConfig, type ConfigDiff, type RdsdConfig } from "@rdsd/config";
+import { credentialProviderFor, IamTokenCache } from "@rdsd/iam";
+import { ProxyError } from "@rdsd/proxy";
+import type { DaemonLogger } from "./logger.js";
+import { ensureRdsCaBundle, RDS_CA_BUNDLE_URL, rdsCaBundlePath } from "./rds-ca-bundle.js";
+import { readCaFile, Target, type TargetServices, type TargetStatus } from "./target.js";
+
+export interface DaemonOptions {
+  configPath: string;
+  stateDir: string;
+  logger: DaemonLogger;
+  /** Open client connections get this long to finish on stop and on target removal. Default 5 s. */
+  graceMs?: number;
+}
+
+export interface DaemonStatus {
+  pid: number;
+  configFile: string;
+  startedAt: string;
+  localCaPath: string;
+  targets: TargetStatus[];
+}
+
+/**
+ * The composition root: config in, one Target per entry out. Holds no protocol logic.
+ * One bad target never blocks the others: each starts, fails and reports on its own.
+ */
+export class Daemon {
+  private config: RdsdConfig | undefined;
+  private readonly targets = new Map<string, Target>();
+  private tokens: IamTokenCache | undefined;
+  private localCertificate: PemKeyPair | undefined;
+  private localCaPath = "";
+  private readonly startedAt = new Date();
+
+  constructor(private readonly options: DaemonOptions) {}
+
+  /** Loads the config (a ConfigError is thrown as is) and starts every target. */
+  async start(): Promise<void> {
+    const config = await loadConfig(this.options.configPath);
+    await mkdir(this.options.stateDir, { recursive: true, mode: 0o700 });
+    const localCa = await loadOrCreateLocalCa(this.options.stateDir);
+    this.localCaPath = localCa.caPath;
+    this.localCertificate = await issueLocalhostCertificate(localCa.ca);
+    if (localCa.created) this.options.logger.info("created the local CA for client TLS", { path: localCa.caPath });
+    this.config = config;
+    this.tokens = this.tokenCacheFor(config);
+    await Promise.all(config.targets.map((t) => this.startTarget(t.name, config)));
+  }
+
+  /** Re-reads the config and applies only the differences. A bad file changes nothing. */
+  async reload(): Promise<ConfigDiff> {
+    const next = await loadConfig(this.options.configPath);
+    const previous = this.config!;
+    const diff = diffConfigs(previous, next);
+    if (diff.awsChanged) this.tokens = this.tokenCacheFor(next);
+    this.config = next;
+    const grace = this.options.graceMs ?? 5_000;
+    // Stop first, so a port moving from one target to another is free when the other starts.
+    await Promise.all([...diff.removed, ...diff.changed].map(async (name) => {
+      await this.targets.get(name)?.stop(grace);
+      this.targets.delete(name);
+    }));
+    await Promise.all([...diff.added, ...diff.changed].map((name) => this.startTarget(name, next)));
+    this.options.logger.info("configuration reloaded", { added: diff.added.join(",") || "-", removed: diff.removed.join(",") || "-", changed: diff.changed.join(",") || "-" });
+    return diff;
+  }
+
+  async stop(): Promise<void> {
+    const grace = this.options.graceMs ?? 5_000;
+    await Promise.all([...this.targets.values()].map((t) => t.stop(grace)));
+    this.targets.clear();
+  }
+
+  status(): DaemonStatus {
+    return {
+      pid: process.pid,
+      configFile: this.options.configPath,
+      startedAt: this.startedAt.toISOString(),
+      localCaPath: this.localCaPath,
+      targets: this.config ? this.config.targets.flatMap((t) => this.targets.get(t.name)?.status() ?? []) : [],
+    };
+  }
+
+  private async startTarget(name: string, config: RdsdConfig): Promise<void> {
+    const targetConfig = config.targets.find((t) => t.name === name)!;
+    const target = new Target(targetConfig, this.services(config));
+    this.targets.set(name, target);
+    try {
+      await target.start();
+    } catch (err) {
+      this.options.logger.error("target failed to start", { target: name, error: (err as Error).message });
+    }
+  }
+
+  private services(config: RdsdConfig): TargetServices {
+    return {
+      logger: this.options.logger,
+      tokens: this.tokens!,
+      awsProfile: config.aws.profile,
+      awsRegion: config.aws.region,
+      localCertificate: this.localCertificate!,
+      loadCa: (ca) => this.loadCa(ca),
+    };
+  }
+
+  private tokenCacheFor(config: RdsdConfig): IamTokenCache {
+    return new IamTokenCache({ credentials: credentialProviderFor({ profile: config.aws.profile }) });
+  }
+
+  private async loadCa(ca: string): Promise<string> {
+    if (ca !== "rds") return readCaFile(ca);
+    try {
+      return await readCaFile(await ensureRdsCaBundle(this.options.stateDir));
+    } catch (err) {
+      throw new ProxyError(`the RDS CA bundle is not available: ${(err as Error).message}`, `download ${RDS_CA_BUNDLE_URL} to ${rdsCaBundlePath(this.options.stateDir)}, or set tls.ca to a PEM file`);
+    }
+  }
+}

@@ -1,0 +1,104 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort, makeRdsLikeTls, runCommand, startPostgres, tempDir, type PostgresServer, type RdsLikeTls, type TempDir } from "@rdsd/testkit";
+
+const RDSD = fileURLToPath(new URL("../packages/cli/bin/rdsd.js", import.meta.url));
+const HOST = "orders-dev.abc123xyz.eu-west-2.rds.amazonaws.com";
+
+let pgServer: PostgresServer;
+let rds: RdsLikeTls;
+let dir: TempDir;
+
+beforeAll(async () => {
+  rds = await makeRdsLikeTls(HOST);
+  pgServer = await startPostgres({ tls: { certPem: rds.certPem, keyPem: rds.keyPem }, hba: ["hostssl all app 127.0.0.1/32 scram-sha-256", "hostnossl all all 127.0.0.1/32 reject"] });
+  await pgServer.admin("CREATE ROLE app LOGIN PASSWORD 'app-secret'");
+  await pgServer.admin("CREATE DATABASE orders OWNER app");
+  await pgServer.admin("CREATE DATABASE app OWNER app");
+  dir = await tempDir("rdsd-daemon-test-");
+});
+
+afterAll(async () => {
+  await pgServer?.stop();
+  await rds?.cleanup();
+  await dir?.cleanup();
+});
+
+/** Starts `rdsd daemon` as a real process and resolves once it logs that it runs. */
+async function startDaemon(configPath: string, env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; output: () => string }> {
+  const child = spawn(process.execPath, [RDSD, "daemon", "--config", configPath], {
+    env: { ...process.env, RDSD_STATE_DIR: join(dir.path, "state"), ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout!.on("data", (c: Buffer) => (output += c.toString()));
+  child.stderr!.on("data", (c: Buffer) => (output += c.toString()));
+  await new Promise<void>((resolve, reject) => {
+    const check = () => {
+      if (output.includes("rdsd is running")) resolve();
+    };
+    child.stderr!.on("data", check);
+    child.once("exit", (code) => reject(new Error(`daemon exited with ${code}: ${output}`)));
+  });
+  return { child, output: () => output };
+}
+
+describe("rdsd daemon (foreground, real process)", () => {
+  it("serves every configured target and stops cleanly on SIGTERM", async () => {
+    const [portA, portB] = [await freePort(), await freePort()];
+    const configPath = join(dir.path, "two-targets.yaml");
+    await writeFile(
+      configPath,
+      `defaults:
+  user: app
+  auth: { password: { env: APP_PASSWORD } }
+  tls: { ca: ${rds.caPath} }
+  tunnel: { driver: direct }
+targets:
+  orders:
+    host: ${HOST}
+    listen: ${portA}
+    database: orders
+    tunnel: { address: "127.0.0.1:${pgServer.port}" }
+  other:
+    host: ${HOST}
+    listen: "127.0.0.1:${portB}"
+    tunnel: { address: "127.0.0.1:${pgServer.port}" }
+`,
+    );
+    const { child, output } = await startDaemon(configPath, { APP_PASSWORD: "app-secret" });
+    for (const [port, db] of [[portA, "orders"], [portB, "app"]] as const) {
+      const client = new pg.Client({ host: "localhost", port, user: "whoever" });
+      await client.connect();
+      const { rows } = await client.query("SELECT current_user AS u, current_database() AS d");
+      // node-postgres sends database=whoever (its user): that names no database, so the target's default
+      // applies, or PostgreSQL's own default (the target user's name) when the target has none.
+      expect(rows[0]).toEqual({ u: "app", d: db });
+      await client.end();
+    }
+    child.kill("SIGTERM");
+    const [code] = await once(child, "exit");
+    expect(code).toBe(0);
+    expect(output()).toContain("stopping");
+    expect(output()).not.toContain("app-secret");
+  });
+
+  it("refuses a bad config naming file, line and key, with exit code 1", async () => {
+    const configPath = join(dir.path, "bad.yaml");
+    await writeFile(configPath, `targets:\n  orders:\n    host: ${HOST}\n    listen: abc\n    user: app\n    tunnel: { driver: direct }\n`);
+    const result = await runCommand(process.execPath, [RDSD, "daemon", "--config", configPath], { env: { ...process.env, RDSD_STATE_DIR: join(dir.path, "state") } });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`${configPath}:4:13: targets.orders.listen`);
+  });
+
+  it("treats an unknown flag as a usage error (exit 2)", async () => {
+    const result = await runCommand(process.execPath, [RDSD, "daemon", "--no-such-flag"]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain("unknown option");
+  });
+});
