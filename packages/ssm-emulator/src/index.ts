@@ -1,1 +1,11 @@
-export {};
+export { DEFAULT_AGENT_VERSION, DEFAULT_CREDENTIALS, DEFAULT_INSTANCE, DEFAULT_REGION, startEmulator } from "./emulator.js";
+export type { ClientConfig, Emulator, EmulatorOptions, FaultTarget } from "./emulator.js";
+export type { SessionInfo, SessionState } from "./agent-session.js";
+export type { InstanceInfo } from "./ssm-service.js";
+export type { InstanceConfig } from "./instances.js";
+export { parseInstanceArg } from "./instances.js";
+export type { Destination, HostMapping } from "./destinations.js";
+export { parseMapping } from "./destinations.js";
+export { CloseReasons } from "./faults.js";
+export type { CloseReason, FaultSettings } from "./faults.js";
+export type { KnownCredential } from "./sigv4.js";

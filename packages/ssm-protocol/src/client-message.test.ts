@@ -71,7 +71,7 @@ describe("ClientMessage codec", () => {
 
   it("rejects a payload whose digest does not match, unless asked not to check", () => {
     const bytes = handBuilt();
-    bytes[120] ^= 0xff;
+    bytes[120] = bytes[120]! ^ 0xff;
     expect(() => decodeClientMessage(bytes)).toThrow(/PayloadDigest/);
     expect(decodeClientMessage(bytes, { verifyDigest: false }).sequenceNumber).toBe(7);
   });

@@ -117,7 +117,7 @@ describe("ReliableChannel", () => {
   it("reports bad bytes and does nothing else", () => {
     const agent = new ReliableChannel({ role: "agent", newMessageId: ids });
     const bad = clientMessage(0, "a");
-    bad[bad.length - 1] ^= 1;
+    bad[bad.length - 1] = bad[bad.length - 1]! ^ 1;
     const result = agent.receive(bad, 1000);
     expect(result.error?.message).toMatch(/PayloadDigest/);
     expect(result.replies).toEqual([]);

@@ -1,0 +1,54 @@
+/** Faults that stay on until cleared; set per session or per instance (an instance's apply to all its sessions). */
+export interface FaultSettings {
+  /** The agent stops acknowledging the client's messages (the client keeps retransmitting). */
+  stopAcknowledging?: boolean;
+  /** The data channel accepts everything and carries nothing: no acknowledgements, no data, no close. */
+  blackHole?: boolean;
+  /** Dialing the destination fails: the client gets ConnectToPortError. */
+  destinationUnreachable?: boolean;
+  /** Added one-way delay (ms) on every websocket message in each direction. */
+  latencyMs?: number;
+}
+
+export type FaultName = keyof FaultSettings;
+
+/** The channel_closed reasons the emulator can send, with the Output text the client shows. */
+export const CloseReasons = {
+  "idle-timeout": "Your session timed out due to inactivity and has been terminated.",
+  "max-duration": "Your session has reached the maximum session duration and has been terminated.",
+  terminated: "Your session has been terminated.",
+} as const;
+export type CloseReason = keyof typeof CloseReasons;
+
+export function mergeFaults(...sets: (FaultSettings | undefined)[]): Required<FaultSettings> {
+  const out: Required<FaultSettings> = { stopAcknowledging: false, blackHole: false, destinationUnreachable: false, latencyMs: 0 };
+  for (const s of sets) {
+    if (!s) continue;
+    out.stopAcknowledging ||= s.stopAcknowledging === true;
+    out.blackHole ||= s.blackHole === true;
+    out.destinationUnreachable ||= s.destinationUnreachable === true;
+    out.latencyMs = Math.max(out.latencyMs, s.latencyMs ?? 0);
+  }
+  return out;
+}
+
+/** Validates a fault patch from an admin call. */
+export function parseFaultSettings(value: unknown): FaultSettings {
+  if (typeof value !== "object" || value === null) throw new Error("faults must be an object");
+  const v = value as Record<string, unknown>;
+  const out: FaultSettings = {};
+  for (const key of ["stopAcknowledging", "blackHole", "destinationUnreachable"] as const) {
+    if (v[key] === undefined) continue;
+    if (typeof v[key] !== "boolean") throw new Error(`${key} must be true or false`);
+    out[key] = v[key];
+  }
+  if (v["latencyMs"] !== undefined) {
+    const n = v["latencyMs"];
+    if (typeof n !== "number" || !Number.isFinite(n) || n < 0 || n > 60_000) throw new Error("latencyMs must be 0..60000");
+    out.latencyMs = n;
+  }
+  for (const key of Object.keys(v)) {
+    if (!["stopAcknowledging", "blackHole", "destinationUnreachable", "latencyMs"].includes(key)) throw new Error(`unknown fault ${key}`);
+  }
+  return out;
+}
