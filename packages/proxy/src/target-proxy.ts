@@ -219,6 +219,8 @@ export class TargetProxy extends EventEmitter {
     }
 
     const client = hello.socket;
+    // The TLS layer is an emitter of its own: its errors end in 'close', which the relay watches.
+    client.on("error", () => client.destroy());
     let startup: StartupMessage;
     try {
       startup = this.upstreamStartup(hello.message);
@@ -264,7 +266,10 @@ export class TargetProxy extends EventEmitter {
     let stream: Duplex | undefined;
     try {
       stream = await this.dialer.dial(signal);
+      // Whatever the dialer returns, its errors must not crash the daemon; they surface as a close.
+      stream.on("error", () => {});
       const upstream = await secureUpstream(stream, this.options.upstream, signal);
+      upstream.on("error", () => upstream.destroy());
       return await loginUpstream(upstream, this.options.upstream, startup, secret, signal);
     } catch (err) {
       stream?.destroy();
@@ -328,6 +333,7 @@ export class TargetProxy extends EventEmitter {
   private async sendCancelUpstream(packet: Buffer): Promise<void> {
     const signal = AbortSignal.timeout(CANCEL_TIMEOUT_MS);
     const stream = await this.dialer.dial(signal);
+    stream.on("error", () => {});
     try {
       const socket = await secureUpstream(stream, this.options.upstream, signal);
       await new Promise<void>((resolve) => {
