@@ -1,0 +1,39 @@
+import type { EventEmitter } from "node:events";
+import type { Duplex } from "node:stream";
+import type { TunnelProblem } from "./errors.js";
+
+/** Events every tunnel session emits. */
+export interface TunnelSessionEvents {
+  /** The session is over: a problem when it died, undefined when it was closed on purpose. */
+  end: [TunnelProblem | undefined];
+  /** The bastion could not reach the database (the agent's ConnectToPortError, or the plugin's message). */
+  "destination-error": [TunnelProblem];
+}
+
+/**
+ * One SSM session to host:port through a bastion, whatever the driver. The supervisor keeps a pool of them.
+ */
+export interface TunnelSession extends EventEmitter<TunnelSessionEvents> {
+  /** The SSM session id (safe to show). */
+  readonly id: string;
+  readonly driver: "native" | "plugin";
+  /** The bastion this session runs through. */
+  readonly instanceId: string;
+  /** One connection only (old agents): the session is used once, then replaced. */
+  readonly singleUse: boolean;
+  /** Streams open now. */
+  readonly activeStreams: number;
+  /** Whether openStream can be called (not ended, and not a spent single-use session). */
+  readonly available: boolean;
+  readonly ended: boolean;
+  /** Opens a byte stream to host:port. Rejects with a ProxyError. */
+  openStream(signal?: AbortSignal): Promise<Duplex>;
+  /** Ends the session here and on AWS (TerminateSession). Open streams are destroyed. */
+  close(): Promise<void>;
+}
+
+/** Builds sessions for one target; one per driver. */
+export interface SessionFactory {
+  readonly driver: "native" | "plugin";
+  open(instanceId: string, signal: AbortSignal): Promise<TunnelSession>;
+}
