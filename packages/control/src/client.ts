@@ -1,3 +1,4 @@
+/// <reference path="./node-ipc.d.ts" />
 import ipcModule from "node-ipc";
 import { ControlError, DaemonNotRunningError } from "./errors.js";
 import type { ControlCommand, ControlParams, ControlResponse, ControlResult } from "./messages.js";

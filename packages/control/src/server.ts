@@ -1,3 +1,4 @@
+/// <reference path="./node-ipc.d.ts" />
 import { chmod, lstat, unlink } from "node:fs/promises";
 import net from "node:net";
 import { dirname } from "node:path";
