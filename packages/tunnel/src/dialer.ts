@@ -1,0 +1,21 @@
+import type { Duplex } from "node:stream";
+import type { Dialer } from "@rdsd/proxy";
+import type { Supervisor } from "./supervisor.js";
+
+/** The proxy's Dialer over a supervised tunnel: a stream per connection, waiting (bounded) through a rebuild. */
+export class TunnelDialer implements Dialer {
+  constructor(
+    private readonly supervisor: Supervisor,
+    private readonly description: string,
+    /** How long a connecting client waits for a tunnel being rebuilt. */
+    private readonly waitMs = 15_000,
+  ) {}
+
+  dial(signal: AbortSignal): Promise<Duplex> {
+    return this.supervisor.acquire(signal, this.waitMs);
+  }
+
+  describe(): string {
+    return this.description;
+  }
+}
