@@ -32,7 +32,7 @@ afterAll(async () => {
 /** Starts `rdsd daemon` as a real process and resolves once it logs that it runs. */
 async function startDaemon(configPath: string, env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; output: () => string }> {
   const child = spawn(process.execPath, [RDSD, "daemon", "--config", configPath], {
-    env: { ...process.env, RDSD_STATE_DIR: join(dir.path, "state"), ...env },
+    env: { ...process.env, RDSD_STATE_DIR: join(dir.path, "state"), RDSD_RUNTIME_DIR: join(dir.path, "run"), ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
@@ -91,7 +91,7 @@ targets:
   it("refuses a bad config naming file, line and key, with exit code 1", async () => {
     const configPath = join(dir.path, "bad.yaml");
     await writeFile(configPath, `targets:\n  orders:\n    host: ${HOST}\n    listen: abc\n    user: app\n    tunnel: { driver: direct }\n`);
-    const result = await runCommand(process.execPath, [RDSD, "daemon", "--config", configPath], { env: { ...process.env, RDSD_STATE_DIR: join(dir.path, "state") } });
+    const result = await runCommand(process.execPath, [RDSD, "daemon", "--config", configPath], { env: { ...process.env, RDSD_STATE_DIR: join(dir.path, "state"), RDSD_RUNTIME_DIR: join(dir.path, "run") } });
     expect(result.code).toBe(1);
     expect(result.stderr).toContain(`${configPath}:4:13: targets.orders.listen`);
   });

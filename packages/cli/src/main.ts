@@ -1,70 +1,123 @@
-import { Command, CommanderError } from "commander";
-import { ConfigError, resolveConfigPath } from "@rdsd/config";
-import { createLogger, Daemon, stateDir } from "@rdsd/daemon";
-import { join } from "node:path";
-import { homedir } from "node:os";
-import { loadOrCreateLocalCa } from "@rdsd/certs";
+import { Command, CommanderError, Option } from "commander";
+import { CliError, EXIT, VERSION } from "./exit.js";
 
-/** Exit codes of the CLI contract (product.md). */
-const EXIT = { ok: 0, failure: 1, usage: 2, notRunning: 3 } as const;
+// Thin: parse, ask the daemon, print. Every command's module is imported only when it runs, so
+// `rdsd status` loads commander and the control client, never the daemon, the AWS SDK or winston.
+
+type Action = () => Promise<number>;
+
+function run(action: Action): () => Promise<void> {
+  return async () => {
+    process.exitCode = await action();
+  };
+}
 
 const program = new Command()
   .name("rdsd")
   .description("Private RDS PostgreSQL on localhost: SSM tunnels, IAM login, verify-full TLS")
-  .version("0.1.0")
+  .version(VERSION)
   .exitOverride()
-  .showHelpAfterError("(run `rdsd --help` for usage)");
+  .showHelpAfterError("(run `rdsd --help` for usage)")
+  .configureOutput({ outputError: (text, write) => write(text) });
+
+const configOption = () => new Option("--config <file>", "config file (default: $RDSD_CONFIG, else ~/.config/rdsd/config.yaml)");
 
 program
   .command("daemon")
   .description("run the daemon in the foreground (what systemd and launchd run)")
-  .option("--config <file>", "config file (default: $RDSD_CONFIG, else ~/.config/rdsd/config.yaml)")
-  .action(async (opts: { config?: string }) => {
-    process.exitCode = await runDaemon(opts.config);
-  });
+  .addOption(configOption())
+  .addOption(new Option("--background", "log to the log file only (used by `rdsd start`)").hideHelp())
+  .action((opts: { config?: string; background?: boolean }) => run(async () => (await import("./commands/daemon.js")).daemonCommand(opts))());
+
+program
+  .command("start")
+  .description("start the daemon in the background; returns once it is ready, or fails with why")
+  .addOption(configOption())
+  .action((opts: { config?: string }) => run(async () => (await import("./commands/start.js")).startCommand(opts))());
+
+program
+  .command("stop")
+  .description("stop the daemon gracefully: clients get a grace period, SSM sessions are terminated, the socket is removed")
+  .action(run(async () => (await import("./commands/control.js")).stopCommand()));
+
+program
+  .command("status")
+  .description("per target: listen address, tunnel state, session, uptime, connections, bytes, token age, last error")
+  .argument("[target]", "only this target")
+  .option("--json", "one JSON object with a `targets` array (stable shape, see README)")
+  .action((target: string | undefined, opts: { json?: boolean }) => run(async () => (await import("./commands/status.js")).statusCommand(target, opts))());
+
+program
+  .command("restart")
+  .description("restart one target's tunnel, or every target's")
+  .argument("[target]", "only this target")
+  .action((target: string | undefined) => run(async () => (await import("./commands/control.js")).restartCommand(target))());
+
+program
+  .command("reload")
+  .description("re-read the config: add, change and remove targets without touching the others")
+  .option("--json", "what changed, as JSON")
+  .action((opts: { json?: boolean }) => run(async () => (await import("./commands/control.js")).reloadCommand(opts))());
+
+program
+  .command("test")
+  .description("probe a target end to end: credentials, bastion, tunnel, TLS, login, SELECT 1")
+  .argument("<target>", "the target to probe")
+  .option("--json", "the stages as JSON")
+  .action((target: string, opts: { json?: boolean }) => run(async () => (await import("./commands/control.js")).testCommand(target, opts))());
+
+program
+  .command("logs")
+  .description("the daemon's log (works without a running daemon)")
+  .option("-f, --follow", "keep printing new lines")
+  .option("-n, --lines <count>", "how many lines to show first", "50")
+  .option("--json", "raw JSON lines")
+  .action((opts: { follow?: boolean; lines: string; json?: boolean }) => run(async () => (await import("./commands/logs.js")).logsCommand(opts))());
+
+program
+  .command("doctor")
+  .description("check this machine: config, credentials and SSO expiry, region, bastion, CA bundle, ports, plugin")
+  .addOption(configOption())
+  .option("--json", "the checks as JSON")
+  .action((opts: { config?: string; json?: boolean }) => run(async () => (await import("./commands/doctor.js")).doctorCommand(opts))());
+
+program
+  .command("url")
+  .description("print a connection string for a target")
+  .argument("<target>", "the target")
+  .option("--tls", "add sslmode=verify-full with rdsd's local CA")
+  .option("--json", "host, port, user, database and the URL as JSON")
+  .action((target: string, opts: { json?: boolean; tls?: boolean }) => run(async () => (await import("./commands/url.js")).urlCommand(target, opts))());
+
+program
+  .command("psql")
+  .description("run psql on a target (arguments after -- go to psql)")
+  .argument("<target>", "the target")
+  .argument("[psql-args...]", "passed to psql")
+  .action((target: string, extra: string[]) => run(async () => (await import("./commands/url.js")).psqlCommand(target, extra))());
+
+program
+  .command("install-service")
+  .description("write the systemd user unit (Linux) or the launchd agent (macOS) for this machine")
+  .addOption(configOption())
+  .option("--print", "only print it")
+  .action((opts: { config?: string; print?: boolean }) => run(async () => (await import("./commands/install-service.js")).installServiceCommand(opts))());
+
+program
+  .command("demo")
+  .description("a full working setup with no AWS account: the SSM emulator and a local PostgreSQL behind it")
+  .action(run(async () => (await import("./demo/demo-command.js")).demoCommand()));
 
 program
   .command("ca")
   .description("print the path of rdsd's local CA certificate (trust it for sslmode=verify-full)")
-  .action(async () => {
-    const { caPath } = await loadOrCreateLocalCa(stateDir());
-    console.log(caPath);
-  });
-
-async function runDaemon(configFlag: string | undefined): Promise<number> {
-  const dir = stateDir();
-  const logger = createLogger({ console: true, file: join(dir, "rdsd.log") });
-  const configPath = resolveConfigPath({ ...(configFlag ? { flag: configFlag } : {}), env: process.env, home: homedir() });
-  const daemon = new Daemon({ configPath, stateDir: dir, logger });
-  try {
-    await daemon.start();
-  } catch (err) {
-    console.error(err instanceof ConfigError ? err.message : `rdsd: ${(err as Error).message}`);
-    await daemon.stop();
-    await logger.close();
-    return EXIT.failure;
-  }
-  logger.info("rdsd is running", { config: configPath, pid: process.pid });
-
-  return new Promise((resolve) => {
-    let stopping = false;
-    const stop = async (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      logger.info("stopping", { signal });
-      await daemon.stop();
-      await logger.close();
-      resolve(EXIT.ok);
-    };
-    process.once("SIGTERM", () => void stop("SIGTERM"));
-    process.once("SIGINT", () => void stop("SIGINT"));
-    process.on("SIGHUP", () => {
-      daemon.reload().catch((err: unknown) => {
-        logger.error("reload failed; the running configuration stays", { error: err instanceof ConfigError ? err.message : (err as Error).message });
-      });
-    });
-  });
-}
+  .action(
+    run(async () => {
+      const [{ loadOrCreateLocalCa }, { stateDir }] = await Promise.all([import("@rdsd/certs"), import("@rdsd/control")]);
+      process.stdout.write((await loadOrCreateLocalCa(stateDir())).caPath + "\n");
+      return EXIT.ok;
+    }),
+  );
 
 async function main(argv: string[]): Promise<void> {
   try {
@@ -75,7 +128,12 @@ async function main(argv: string[]): Promise<void> {
       process.exitCode = err.exitCode === 0 ? EXIT.ok : EXIT.usage;
       return;
     }
-    console.error(`rdsd: ${(err as Error).message}`);
+    if (err instanceof CliError) {
+      process.stderr.write(`rdsd: ${err.message}\n${err.fix ? `  ${err.fix}\n` : ""}`);
+      process.exitCode = err.code;
+      return;
+    }
+    process.stderr.write(`rdsd: ${(err as Error).message}\n`);
     process.exitCode = EXIT.failure;
   }
 }

@@ -1,11 +1,14 @@
 import { mkdir } from "node:fs/promises";
 import { issueLocalhostCertificate, loadOrCreateLocalCa, type PemKeyPair } from "@rdsd/certs";
-import { diffConfigs, loadConfig, type ConfigDiff, type RdsdConfig } from "@rdsd/config";
+import { diffConfigs, loadConfig, type RdsdConfig } from "@rdsd/config";
+import { ControlError, type ProbeReport, type ReloadReport, type TargetStatus } from "@rdsd/control";
 import { credentialProviderFor, IamTokenCache } from "@rdsd/iam";
 import { ProxyError } from "@rdsd/proxy";
 import type { DaemonLogger } from "./logger.js";
+import { probeTarget } from "./probe.js";
 import { ensureRdsCaBundle, RDS_CA_BUNDLE_URL, rdsCaBundlePath } from "./rds-ca-bundle.js";
-import { readCaFile, Target, type TargetServices, type TargetStatus } from "./target.js";
+import { readCaFile, Target, type TargetServices } from "./target.js";
+import type { TunnelFactory } from "./tunnel-seam.js";
 
 export interface DaemonOptions {
   configPath: string;
@@ -13,14 +16,8 @@ export interface DaemonOptions {
   logger: DaemonLogger;
   /** Open client connections get this long to finish on stop and on target removal. Default 5 s. */
   graceMs?: number;
-}
-
-export interface DaemonStatus {
-  pid: number;
-  configFile: string;
-  startedAt: string;
-  localCaPath: string;
-  targets: TargetStatus[];
+  /** SSM tunnels for the native and plugin drivers. */
+  createTunnel?: TunnelFactory;
 }
 
 /**
@@ -33,9 +30,13 @@ export class Daemon {
   private tokens: IamTokenCache | undefined;
   private localCertificate: PemKeyPair | undefined;
   private localCaPath = "";
-  private readonly startedAt = new Date();
+  readonly startedAt = new Date();
 
   constructor(private readonly options: DaemonOptions) {}
+
+  get localCa(): string {
+    return this.localCaPath;
+  }
 
   /** Loads the config (a ConfigError is thrown as is) and starts every target. */
   async start(): Promise<void> {
@@ -50,8 +51,8 @@ export class Daemon {
     await Promise.all(config.targets.map((t) => this.startTarget(t.name, config)));
   }
 
-  /** Re-reads the config and applies only the differences. A bad file changes nothing. */
-  async reload(): Promise<ConfigDiff> {
+  /** Re-reads the config and applies only the differences. A bad file changes nothing (its ConfigError is thrown). */
+  async reload(): Promise<ReloadReport> {
     const next = await loadConfig(this.options.configPath);
     const previous = this.config!;
     const diff = diffConfigs(previous, next);
@@ -65,7 +66,20 @@ export class Daemon {
     }));
     await Promise.all([...diff.added, ...diff.changed].map((name) => this.startTarget(name, next)));
     this.options.logger.info("configuration reloaded", { added: diff.added.join(",") || "-", removed: diff.removed.join(",") || "-", changed: diff.changed.join(",") || "-" });
-    return diff;
+    return { added: diff.added, removed: diff.removed, changed: diff.changed, unchanged: diff.unchanged };
+  }
+
+  /** Restarts one target's way to the database, or every target's. Others are untouched. */
+  async restart(name?: string): Promise<string[]> {
+    const chosen = name ? [this.target(name)] : [...this.targets.values()];
+    await Promise.all(chosen.map((t) => t.restart()));
+    return chosen.map((t) => t.name);
+  }
+
+  /** `rdsd test`: the target's path, stage by stage. */
+  probe(name: string): Promise<ProbeReport> {
+    const target = this.target(name);
+    return probeTarget(name, target.probeInputs(), target.config.tunnel.driver);
   }
 
   async stop(): Promise<void> {
@@ -74,14 +88,19 @@ export class Daemon {
     this.targets.clear();
   }
 
-  status(): DaemonStatus {
-    return {
-      pid: process.pid,
-      configFile: this.options.configPath,
-      startedAt: this.startedAt.toISOString(),
-      localCaPath: this.localCaPath,
-      targets: this.config ? this.config.targets.flatMap((t) => this.targets.get(t.name)?.status() ?? []) : [],
-    };
+  /** Every target in config order, or the one named. */
+  targetStatus(name?: string): TargetStatus[] {
+    if (name) return [this.target(name).status()];
+    return this.config ? this.config.targets.flatMap((t) => this.targets.get(t.name)?.status() ?? []) : [];
+  }
+
+  private target(name: string): Target {
+    const target = this.targets.get(name);
+    if (!target) {
+      const known = [...this.targets.keys()].join(", ") || "none";
+      throw new ControlError("unknown-target", `no target named ${name} (targets: ${known})`, "name one of the targets in the config file");
+    }
+    return target;
   }
 
   private async startTarget(name: string, config: RdsdConfig): Promise<void> {
@@ -103,6 +122,7 @@ export class Daemon {
       awsRegion: config.aws.region,
       localCertificate: this.localCertificate!,
       loadCa: (ca) => this.loadCa(ca),
+      createTunnel: this.options.createTunnel,
     };
   }
 

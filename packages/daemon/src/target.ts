@@ -3,35 +3,13 @@ import net from "node:net";
 import type { Duplex } from "node:stream";
 import type { TargetConfig } from "@rdsd/config";
 import type { PemKeyPair } from "@rdsd/certs";
+import type { Problem, TargetState, TargetStatus } from "@rdsd/control";
 import { describeCredentialError, resolveRegion, type IamTokenCache } from "@rdsd/iam";
-import { DirectDialer, iamAuth, passwordAuth, ProxyError, TargetProxy, type Dialer, type UpstreamAuth } from "@rdsd/proxy";
+import { DirectDialer, iamAuth, passwordAuth, ProxyError, TargetProxy, type Dialer, type UpstreamAuth, type UpstreamTarget } from "@rdsd/proxy";
 import type { DaemonLogger } from "./logger.js";
+import type { TunnelFactory, TunnelHandle } from "./tunnel-seam.js";
 
-/** The states `rdsd status` reports, shared with tunnels. */
-export type TargetState = "idle" | "connecting" | "ready" | "degraded" | "reconnecting" | "failed";
-
-/** One target as `rdsd status --json` shows it. Stable shape: scripts depend on it. */
-export interface TargetStatus {
-  name: string;
-  /** "127.0.0.1:6432", "[::1]:6432". */
-  listen: string[];
-  state: TargetState;
-  driver: TargetConfig["tunnel"]["driver"];
-  host: string;
-  port: number;
-  user: string;
-  /** Open client connections. */
-  connections: number;
-  bytesFromClients: number;
-  bytesToClients: number;
-  /** SSM session ids in use (empty for the direct driver). */
-  sessionIds: string[];
-  /** When the target entered its current state. */
-  since: string;
-  /** Age of the cached IAM token in seconds, null when none (password auth, or none signed yet). */
-  tokenAgeSeconds: number | null;
-  lastError: { message: string; fix: string } | null;
-}
+export type { TargetState, TargetStatus } from "@rdsd/control";
 
 /** What a target needs from the daemon around it. */
 export interface TargetServices {
@@ -43,74 +21,97 @@ export interface TargetServices {
   localCertificate: PemKeyPair;
   /** The PEM text of the CAs for `tls.ca` ("rds" or a path). */
   loadCa(ca: string): Promise<string>;
+  /** Builds SSM tunnels for the native and plugin drivers; absent in builds without them. */
+  createTunnel?: TunnelFactory | undefined;
+}
+
+/** What `rdsd test` needs to walk the target's own path stage by stage. */
+export interface ProbeInputs {
+  dialer: Dialer;
+  upstream: UpstreamTarget;
+  database: string | undefined;
+  tunnel: TunnelHandle | undefined;
+  setupError: Problem | null;
 }
 
 /**
- * One configured database: its proxy (listeners and client connections) and the way to the database.
- * A target that cannot be prepared (no CA, no region) still listens, so its clients learn why.
+ * One configured database: its proxy (listeners and client connections) and the way to the database
+ * (a direct dialer, or a tunnel whose state becomes the target's). A target that cannot be prepared
+ * (no CA, no region) still listens, so its clients learn why.
  */
 export class Target {
   private state: TargetState = "idle";
   private since = new Date();
-  private setupError: { message: string; fix: string } | null = null;
+  private setupError: Problem | null = null;
   private region: string | undefined;
+  private ca = "";
   private proxy: TargetProxy | undefined;
+  private tunnel: TunnelHandle | undefined;
+  private dialer: Dialer | undefined;
+  private readonly log: DaemonLogger;
 
   constructor(
     readonly config: TargetConfig,
     private readonly services: TargetServices,
-  ) {}
+  ) {
+    this.log = services.logger.child({ target: config.name });
+  }
 
   get name(): string {
     return this.config.name;
   }
 
   async start(): Promise<void> {
-    const log = this.services.logger.child({ target: this.name });
     this.setState("connecting");
-    let ca = "";
-    let dialer: Dialer;
-    try {
-      ca = await this.services.loadCa(this.config.tls.ca);
-      if (this.config.auth.kind === "iam") {
-        this.region = (await resolveRegion({ region: this.services.awsRegion, profile: this.services.awsProfile, host: this.config.host })).region;
-      }
-      dialer = this.createDialer();
-    } catch (err) {
-      const failure = err instanceof ProxyError ? err : new ProxyError((err as Error).message, "fix the target's settings, then `rdsd reload`");
-      this.setupError = { message: failure.message, fix: failure.fix };
-      dialer = new UnavailableDialer(failure);
-      log.error("target cannot reach its database", { error: failure.message, fix: failure.fix });
-    }
-
+    await this.prepare();
     this.proxy = new TargetProxy({
       name: this.name,
       listen: this.config.listen,
-      upstream: { host: this.config.host, port: this.config.port, user: this.config.user, ca, auth: this.upstreamAuth() },
+      upstream: this.upstream(),
       defaultDatabase: this.config.database,
-      dialer,
+      dialer: this.dialer!,
       clientTls: this.config.clientTls ? this.services.localCertificate : null,
-      logger: log,
+      logger: this.log,
     });
     try {
       await this.proxy.start();
     } catch (err) {
       this.setupError = { message: (err as Error).message, fix: "free the port or change this target's listen setting, then `rdsd reload`" };
       this.setState("failed");
+      await this.tunnel?.stop();
       throw err;
     }
-    this.setState(this.setupError ? "failed" : "ready");
-    log.info("listening", { listen: this.listenAddresses().join(", "), via: dialer.describe() });
+    this.log.info("listening", { listen: this.listenAddresses().join(", "), via: this.dialer!.describe() });
+    await this.startTunnel();
+  }
+
+  /** Rebuilds the way to the database (a new tunnel; for direct, a fresh setup). Open relays keep theirs. */
+  async restart(): Promise<void> {
+    this.log.info("restarting");
+    if (this.tunnel && !this.setupError) {
+      await this.tunnel.restart();
+      this.followTunnel();
+      return;
+    }
+    this.setState("connecting");
+    await this.tunnel?.stop();
+    this.tunnel = undefined;
+    await this.prepare();
+    this.proxy?.setDialer(this.dialer!);
+    await this.startTunnel();
   }
 
   async stop(graceMs: number): Promise<void> {
     await this.proxy?.stop(graceMs);
+    // After the clients: the tunnel's sessions are terminated on AWS once nothing rides on them.
+    await this.tunnel?.stop();
     this.setState("idle");
   }
 
   status(): TargetStatus {
     const stats = this.proxy?.stats();
     const token = this.config.auth.kind === "iam" && this.region ? this.services.tokens.tokenAgeMs(this.tokenKey()) : undefined;
+    const tunnel = this.tunnel?.status();
     const lastClientError = stats?.lastError ? { message: stats.lastError.message, fix: stats.lastError.fix } : null;
     return {
       name: this.name,
@@ -120,19 +121,58 @@ export class Target {
       host: this.config.host,
       port: this.config.port,
       user: this.config.user,
+      database: this.config.database ?? null,
       connections: stats?.connections ?? 0,
       bytesFromClients: stats?.bytesFromClients ?? 0,
       bytesToClients: stats?.bytesToClients ?? 0,
-      sessionIds: [],
+      sessionIds: tunnel?.sessionIds ?? [],
       since: this.since.toISOString(),
       tokenAgeSeconds: token === undefined ? null : Math.round(token / 1000),
-      lastError: this.setupError ?? lastClientError,
+      lastError: this.setupError ?? tunnel?.lastError ?? lastClientError,
     };
   }
 
+  probeInputs(): ProbeInputs {
+    return { dialer: this.dialer!, upstream: this.upstream(), database: this.config.database, tunnel: this.tunnel, setupError: this.setupError };
+  }
+
+  /** CA, region and the dialer; failures are kept as the target's error (clients are told). */
+  private async prepare(): Promise<void> {
+    this.setupError = null;
+    try {
+      this.ca = await this.services.loadCa(this.config.tls.ca);
+      if (this.config.auth.kind === "iam" || this.config.tunnel.driver !== "direct") {
+        this.region = (await resolveRegion({ region: this.services.awsRegion, profile: this.services.awsProfile, host: this.config.host })).region;
+      }
+      this.dialer = this.createDialer();
+    } catch (err) {
+      const failure = err instanceof ProxyError ? err : new ProxyError((err as Error).message, "fix the target's settings, then `rdsd reload`");
+      this.setupError = { message: failure.message, fix: failure.fix };
+      this.dialer = new UnavailableDialer(failure);
+      this.log.error("target cannot reach its database", { error: failure.message, fix: failure.fix });
+    }
+  }
+
+  private async startTunnel(): Promise<void> {
+    if (this.setupError) return this.setState("failed");
+    if (!this.tunnel) return this.setState("ready");
+    this.tunnel.on("state", () => this.followTunnel());
+    try {
+      await this.tunnel.start();
+    } finally {
+      this.followTunnel();
+    }
+  }
+
+  private followTunnel(): void {
+    const status = this.tunnel?.status();
+    if (status) this.setState(status.state);
+  }
+
   private listenAddresses(): string[] {
-    const bound = this.proxy?.addresses() ?? this.config.listen;
-    return bound.map((a) => (net.isIPv6(a.host) ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`));
+    const bound = this.proxy?.addresses();
+    const addresses = bound && bound.length > 0 ? bound : this.config.listen;
+    return addresses.map((a) => (net.isIPv6(a.host) ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`));
   }
 
   private setState(state: TargetState): void {
@@ -140,6 +180,10 @@ export class Target {
       this.state = state;
       this.since = new Date();
     }
+  }
+
+  private upstream(): UpstreamTarget {
+    return { host: this.config.host, port: this.config.port, user: this.config.user, ca: this.ca, auth: this.upstreamAuth() };
   }
 
   private tokenKey() {
@@ -154,13 +198,12 @@ export class Target {
 
   private createDialer(): Dialer {
     const tunnel = this.config.tunnel;
-    switch (tunnel.driver) {
-      case "direct":
-        return new DirectDialer(tunnel.address?.host ?? this.config.host, tunnel.address?.port ?? this.config.port);
-      case "native":
-      case "plugin":
-        throw new ProxyError(`the ${tunnel.driver} SSM tunnel driver is not available in this build`, "use tunnel.driver: direct for now");
+    if (tunnel.driver === "direct") return new DirectDialer(tunnel.address?.host ?? this.config.host, tunnel.address?.port ?? this.config.port);
+    if (!this.services.createTunnel) {
+      throw new ProxyError(`the ${tunnel.driver} SSM tunnel driver is not available in this build`, "use tunnel.driver: direct for now");
     }
+    this.tunnel = this.services.createTunnel(this.config, { region: this.region!, profile: this.services.awsProfile, logger: this.log });
+    return this.tunnel.dialer;
   }
 }
 

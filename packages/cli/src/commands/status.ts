@@ -1,0 +1,37 @@
+import type { DaemonStatus, TargetState, TargetStatus } from "@rdsd/control";
+import { ask } from "../daemon-client.js";
+import { EXIT } from "../exit.js";
+import { formatBytes, formatDuration, paintFor, table, type Paint } from "../terminal.js";
+
+export async function statusCommand(target: string | undefined, opts: { json?: boolean }): Promise<number> {
+  const status = await ask("status", target ? { target } : {});
+  if (opts.json) {
+    process.stdout.write(JSON.stringify(status, null, 2) + "\n");
+  } else {
+    process.stdout.write(formatStatus(status, paintFor(process.stdout), Date.now()) + "\n");
+  }
+  return EXIT.ok;
+}
+
+const STATE_COLOUR: Record<TargetState, keyof Paint> = { ready: "green", idle: "dim", connecting: "yellow", reconnecting: "yellow", degraded: "yellow", failed: "red" };
+
+/** The human view of `rdsd status`: one row per target, then each target's last error with its fix. */
+export function formatStatus(status: DaemonStatus, paint: Paint, now: number): string {
+  const header = ["TARGET", "LISTEN", "STATE", "SESSION", "UPTIME", "CONNS", "IN/OUT", "TOKEN AGE"].map((h) => paint.bold(h));
+  const rows = status.targets.map((t) => [
+    t.name,
+    t.listen.join(" "),
+    paint[STATE_COLOUR[t.state]](t.state),
+    t.sessionIds.length === 0 ? "-" : t.sessionIds.join(","),
+    formatDuration(Math.max(0, (now - Date.parse(t.since)) / 1000)),
+    String(t.connections),
+    `${formatBytes(t.bytesFromClients)}/${formatBytes(t.bytesToClients)}`,
+    t.tokenAgeSeconds === null ? "-" : formatDuration(t.tokenAgeSeconds),
+  ]);
+  const lines = [`rdsd ${status.version}, pid ${status.pid}, up ${formatDuration((now - Date.parse(status.startedAt)) / 1000)}, config ${status.configFile}`];
+  lines.push(status.targets.length === 0 ? "no targets configured" : table([header, ...rows]));
+  for (const t of status.targets.filter((t): t is TargetStatus & { lastError: NonNullable<TargetStatus["lastError"]> } => t.lastError !== null)) {
+    lines.push("", `${paint.bold(t.name)}: ${paint.red(t.lastError.message)}`, `  fix: ${t.lastError.fix}`);
+  }
+  return lines.join("\n");
+}

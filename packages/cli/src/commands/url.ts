@@ -1,0 +1,50 @@
+import { spawn } from "node:child_process";
+import type { DaemonStatus, TargetStatus } from "@rdsd/control";
+import { ask } from "../daemon-client.js";
+import { CliError, EXIT } from "../exit.js";
+
+export interface ConnectionInfo {
+  url: string;
+  host: string;
+  port: number;
+  user: string;
+  database: string | null;
+  /** The local CA to trust for sslmode=verify-full. */
+  sslrootcert: string;
+}
+
+/** How to reach a target on this machine: the first IPv4 listener (else IPv6), as a libpq URL. */
+export function connectionInfo(status: DaemonStatus, target: TargetStatus, tls: boolean): ConnectionInfo {
+  const address = target.listen.find((a) => !a.startsWith("[")) ?? target.listen[0];
+  if (!address) throw new CliError(`target ${target.name} is not listening`, "see `rdsd status` for its error");
+  const colon = address.lastIndexOf(":");
+  const host = address.slice(0, colon).replace(/^\[|\]$/g, "");
+  const port = Number(address.slice(colon + 1));
+  const hostInUrl = host.includes(":") ? `[${host}]` : host;
+  const params = tls ? `?sslmode=verify-full&sslrootcert=${encodeURIComponent(status.localCaPath)}` : "";
+  const db = target.database ? `/${encodeURIComponent(target.database)}` : "";
+  return { url: `postgresql://${encodeURIComponent(target.user)}@${hostInUrl}:${port}${db}${params}`, host, port, user: target.user, database: target.database, sslrootcert: status.localCaPath };
+}
+
+async function lookup(name: string, tls: boolean): Promise<ConnectionInfo> {
+  const status = await ask("status", { target: name });
+  return connectionInfo(status, status.targets[0]!, tls);
+}
+
+export async function urlCommand(name: string, opts: { json?: boolean; tls?: boolean }): Promise<number> {
+  const info = await lookup(name, Boolean(opts.tls));
+  process.stdout.write(opts.json ? JSON.stringify(info, null, 2) + "\n" : info.url + "\n");
+  return EXIT.ok;
+}
+
+/** `rdsd psql TARGET [-- psql args]`: psql on the target's URL; exits with psql's code. */
+export async function psqlCommand(name: string, extra: string[]): Promise<number> {
+  const info = await lookup(name, false);
+  const child = spawn(process.env.RDSD_PSQL ?? "psql", [info.url, ...extra], { stdio: "inherit" });
+  return new Promise((resolve, reject) => {
+    child.once("error", (err: NodeJS.ErrnoException) =>
+      reject(err.code === "ENOENT" ? new CliError("psql is not installed", "install the PostgreSQL client (Debian: apt-get install postgresql-client; macOS: brew install libpq), or use `rdsd url`") : err),
+    );
+    child.once("exit", (code, signal) => resolve(code ?? (signal ? 1 : 0)));
+  });
+}

@@ -1,0 +1,1 @@
+export async function demoCommand(): Promise<number> { throw new Error("not yet"); }

@@ -1,0 +1,26 @@
+import type { TargetConfig } from "@rdsd/config";
+import type { Problem, TargetState } from "@rdsd/control";
+import type { Dialer } from "@rdsd/proxy";
+import type { DaemonLogger } from "./logger.js";
+
+/** What the daemon needs of a target's SSM tunnel (the supervisor in @rdsd/tunnel). */
+export interface TunnelHandle {
+  /** Streams to the database through the tunnel; waits while the tunnel is being rebuilt. */
+  readonly dialer: Dialer;
+  start(): Promise<void>;
+  /** Terminates the sessions on AWS. */
+  stop(): Promise<void>;
+  restart(): Promise<void>;
+  status(): { state: TargetState; sessionIds: string[]; lastError: Problem | null };
+  /** Bastion check for `rdsd test` and `doctor`: the instance and whether SSM sees it online. */
+  checkBastion?(): Promise<{ instanceId: string; online: boolean; detail: string }>;
+  on(event: "state", listener: () => void): unknown;
+}
+
+export interface TunnelContext {
+  region: string;
+  profile: string | undefined;
+  logger: DaemonLogger;
+}
+
+export type TunnelFactory = (target: TargetConfig, context: TunnelContext) => TunnelHandle;
