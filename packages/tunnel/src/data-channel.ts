@@ -107,6 +107,7 @@ export class DataChannel extends EventEmitter<{
   private blocked = false;
   private readingPaused = false;
   private resumesWithoutTraffic = 0;
+  private ackedSinceResume = true;
   private readonly stopController = new AbortController();
   /** Counters for status and tests. */
   readonly stats = { resumes: 0, retransmissions: 0, badMessages: 0, bytesIn: 0, bytesOut: 0 };
@@ -275,6 +276,7 @@ export class DataChannel extends EventEmitter<{
     this.resumesWithoutTraffic = 0;
     for (const reply of result.replies) ws.send(reply, { binary: true });
     if (result.acknowledged.length > 0) {
+      this.ackedSinceResume = true;
       this.stallSince = this.reliable.outstandingCount > 0 ? now : undefined;
       if (this.blocked && this.reliable.outstandingCount <= this.window / 2) {
         this.blocked = false;
@@ -413,6 +415,7 @@ export class DataChannel extends EventEmitter<{
         this.stats.retransmissions += resend.length;
         for (const bytes of resend) this.ws?.send(bytes, { binary: true });
         this.stallSince = this.reliable.outstandingCount > 0 ? now : undefined;
+        this.ackedSinceResume = false;
         this.emit("resumed");
         return;
       } catch (err) {
@@ -443,8 +446,14 @@ export class DataChannel extends EventEmitter<{
       if (++this.ticks % WS_PING_EVERY_TICKS === 0) ws?.ping("keepalive");
       const stallLimit = this.options.ackStallTimeoutMs ?? 20_000;
       if (this.state === "open" && this.stallSince !== undefined && now - this.stallSince > stallLimit) {
-        this.logger.warn("no acknowledgement from the agent; reconnecting", { session: this.sessionId, waitedMs: now - this.stallSince });
+        const waitedMs = now - this.stallSince;
         this.stallSince = undefined;
+        if (!this.ackedSinceResume) {
+          // Resuming already failed to bring acknowledgements back: the agent side is broken, not the websocket.
+          this.end({ kind: "lost", problem: { message: `the SSM agent stopped acknowledging data on session ${this.sessionId}`, fix: "rdsd opens a new session by itself; check the bastion's SSM agent if this repeats" } });
+          return;
+        }
+        this.logger.warn("no acknowledgement from the agent; reconnecting", { session: this.sessionId, waitedMs });
         void this.reconnect();
       }
     };

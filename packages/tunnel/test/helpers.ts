@@ -45,15 +45,20 @@ export const echoServer = () => tcpServer((s) => s.pipe(s));
 /** Answers an SSLRequest with 'S' and then echoes: enough for the tunnel's probe. */
 export const sslAnsweringEchoServer = () =>
   tcpServer((s) => {
-    let first = true;
+    let head = Buffer.alloc(0);
+    let answered = false;
     s.on("data", (chunk: Buffer) => {
-      if (first && chunk.length === 8 && chunk.readUInt32BE(4) === 80877103) {
-        first = false;
-        s.write("S");
+      if (answered) {
+        s.write(chunk);
         return;
       }
-      first = false;
-      s.write(chunk);
+      head = Buffer.concat([head, chunk]);
+      if (head.length < 8) return;
+      answered = true;
+      if (head.readUInt32BE(4) === 80877103) {
+        s.write("S");
+        if (head.length > 8) s.write(head.subarray(8));
+      } else s.write(head);
     });
   });
 

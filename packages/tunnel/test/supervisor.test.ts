@@ -1,0 +1,207 @@
+import type { Duplex } from "node:stream";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { ProxyError } from "@rdsd/proxy";
+import { startEmulator } from "@rdsd/ssm-emulator";
+import type { Emulator } from "@rdsd/ssm-emulator";
+import type { Tunnel } from "../src/tunnel.js";
+import { RDS_HOST, sslAnsweringEchoServer, streamError } from "./helpers.js";
+import type { TcpServer } from "./helpers.js";
+import { roundTrip, target, tunnelFor, waitForState } from "./tunnel-helpers.js";
+
+const INSTANCE = "i-0e1d2c3b4a5968778";
+let emulator: Emulator;
+let db: TcpServer;
+const tunnels: Tunnel[] = [];
+
+beforeAll(async () => {
+  db = await sslAnsweringEchoServer();
+  emulator = await startEmulator({
+    pacing: false,
+    hostMap: [`${RDS_HOST}=127.0.0.1:${db.port}`],
+    instances: [
+      { instanceId: INSTANCE, tags: { Name: "db-bastion" } },
+      { instanceId: "i-0aaaaaaaaaaaaaaa1", tags: { Name: "pool-bastion" } },
+      { instanceId: "i-0aaaaaaaaaaaaaaa2", tags: { Name: "pool-bastion" } },
+    ],
+  });
+});
+afterEach(async () => {
+  for (const t of tunnels.splice(0)) await t.stop();
+  // Nothing of any session is left open on the emulator once the tunnels stopped.
+  expect(emulator.sessions({ active: true })).toEqual([]);
+  for (const i of emulator.instances()) {
+    emulator.setFaults({ instanceId: i.instanceId }, null);
+    emulator.setInstanceOnline(i.instanceId, true);
+  }
+});
+afterAll(async () => {
+  await emulator.close();
+  await db.close();
+});
+
+function track(t: Tunnel): Tunnel {
+  tunnels.push(t);
+  return t;
+}
+
+async function readyTunnel(overrides: Parameters<typeof target>[0] = {}, deps = {}) {
+  const t = track(tunnelFor(emulator, target(overrides), deps));
+  t.start();
+  const status = await waitForState(t, "ready");
+  return { t, status };
+}
+
+describe("supervisor against the emulator", () => {
+  it("eager: opens, probes and reports the session; stop terminates it on AWS", async () => {
+    const { t, status } = await readyTunnel();
+    expect(status).toMatchObject({ state: "ready", driver: "native", mode: "eager", bastion: INSTANCE, lastError: null });
+    expect(status.sessionIds).toHaveLength(1);
+    expect(emulator.sessions({ active: true }).map((s) => s.sessionId)).toEqual(status.sessionIds);
+    const stream = await roundTrip(t);
+    expect(t.status().connections).toBe(1);
+    const closed = streamError(stream);
+    await t.stop();
+    expect(await closed).toBeInstanceOf(ProxyError);
+    expect(emulator.session(status.sessionIds[0]!)?.state).toBe("Terminated");
+    expect(t.status().state).toBe("idle");
+  });
+
+  it("websocket drop: resumes the same session; a connection in flight keeps working", async () => {
+    const { t, status } = await readyTunnel();
+    const stream = await roundTrip(t, "before");
+    expect(emulator.dropWebSocket(status.sessionIds[0]!)).toBe(true);
+    const again = new Promise<string>((resolve) => stream.once("data", (b: Buffer) => resolve(b.toString())));
+    stream.write("after");
+    expect(await again).toBe("after");
+    expect(t.status().sessionIds).toEqual(status.sessionIds);
+    expect(emulator.session(status.sessionIds[0]!)!.connections).toBeGreaterThanOrEqual(2);
+    stream.destroy();
+  });
+
+  it("channel_closed (idle timeout): connections in flight get a clean error, a new session takes over", async () => {
+    const { t, status } = await readyTunnel();
+    const stream = await roundTrip(t);
+    const failure = streamError(stream);
+    emulator.closeSession(status.sessionIds[0]!, "idle-timeout");
+    const err = await failure;
+    expect(err).toBeInstanceOf(ProxyError);
+    expect(err!.message).toContain("timed out due to inactivity");
+    const next = await waitForState(t, (s) => s.state === "ready" && s.sessionIds[0] !== status.sessionIds[0]);
+    expect(next.sessionIds).toHaveLength(1);
+    (await roundTrip(t)).destroy();
+  });
+
+  it("black hole (accepts bytes, carries nothing): the probe finds it and the session is replaced", async () => {
+    const { t, status } = await readyTunnel();
+    const stream = await roundTrip(t);
+    const failure = streamError(stream);
+    emulator.setFaults({ sessionId: status.sessionIds[0]! }, { blackHole: true });
+    const next = await waitForState(t, (s) => s.state === "ready" && s.sessionIds[0] !== status.sessionIds[0]);
+    expect(await failure).toBeInstanceOf(ProxyError);
+    expect(emulator.session(status.sessionIds[0]!)!.state).toBe("Terminated");
+    expect(next.sessionIds).toHaveLength(1);
+    (await roundTrip(t)).destroy();
+  });
+
+  it("agent stops acknowledging: the session is declared lost and replaced", async () => {
+    const { t, status } = await readyTunnel();
+    emulator.setFaults({ sessionId: status.sessionIds[0]! }, { stopAcknowledging: true });
+    const next = await waitForState(t, (s) => s.state === "ready" && s.sessionIds[0] !== status.sessionIds[0], 15_000);
+    expect(emulator.session(status.sessionIds[0]!)!.state).toBe("Terminated");
+    expect(next.sessionIds).toHaveLength(1);
+    (await roundTrip(t)).destroy();
+  });
+
+  it("destination unreachable: failed with the cause and fix, clients told so; heals when the route returns", async () => {
+    emulator.setFaults({ instanceId: INSTANCE }, { destinationUnreachable: true });
+    const t = track(tunnelFor(emulator, target()));
+    t.start();
+    const failed = await waitForState(t, "failed");
+    expect(failed.lastError?.message).toBe(`bastion ${INSTANCE} could not connect to ${RDS_HOST}:5432`);
+    expect(failed.lastError?.fix).toContain("security group");
+    const err = await t.dialer.dial(AbortSignal.timeout(10_000)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ProxyError);
+    expect((err as ProxyError).message).toContain("could not connect to");
+    emulator.setFaults({ instanceId: INSTANCE }, null);
+    // A client arriving now triggers an immediate attempt, which succeeds.
+    (await roundTrip(t)).destroy();
+    expect(t.status().state).toBe("ready");
+  });
+
+  it("bastion by tag: another online instance is used when the current one goes offline", async () => {
+    const { t, status } = await readyTunnel({ bastion: { tag: { key: "Name", value: "pool-bastion" } } });
+    const first = status.bastion!;
+    expect(["i-0aaaaaaaaaaaaaaa1", "i-0aaaaaaaaaaaaaaa2"]).toContain(first);
+    emulator.setInstanceOnline(first, false);
+    const next = await waitForState(t, (s) => s.state === "ready" && s.sessionIds[0] !== status.sessionIds[0], 15_000);
+    expect(next.bastion).not.toBe(first);
+    expect(next.bastionSelector).toBe("tag Name=pool-bastion");
+    (await roundTrip(t)).destroy();
+  });
+
+  it("no online bastion with the tag: failed, with the fix", async () => {
+    const t = track(tunnelFor(emulator, target({ bastion: { tag: { key: "Name", value: "nothing-here" } } })));
+    t.start();
+    const failed = await waitForState(t, "failed");
+    expect(failed.lastError?.message).toBe("no online bastion carries tag Name=nothing-here in eu-west-2");
+    expect(failed.lastError?.fix).toContain("describe-instance-information");
+  });
+
+  it("expired SSO credentials: status and connecting clients get the exact fix, no secret anywhere", async () => {
+    const expired = async () => {
+      throw new Error("The SSO session associated with this profile has expired or is otherwise invalid. To refresh this SSO session run aws sso login with the corresponding profile.");
+    };
+    const t = track(tunnelFor(emulator, target(), { credentials: expired, profile: "dev-sso" }));
+    t.start();
+    const failed = await waitForState(t, "failed");
+    expect(failed.lastError?.fix).toBe("run `aws sso login --profile dev-sso`");
+    const err = (await t.dialer.dial(AbortSignal.timeout(10_000)).catch((e: unknown) => e)) as ProxyError;
+    expect(err).toBeInstanceOf(ProxyError);
+    expect(err.fix).toBe("run `aws sso login --profile dev-sso`");
+    expect(JSON.stringify(t.status())).not.toContain(emulator.credentials.secretAccessKey);
+  });
+
+  it("lazy: no session until the first client, closed after the idle timeout", async () => {
+    const t = track(tunnelFor(emulator, target({ tunnel: { mode: "lazy", idleTimeoutMs: 300 } })));
+    t.start();
+    expect(t.status().state).toBe("idle");
+    expect(emulator.sessions({ active: true })).toEqual([]);
+    const stream = await roundTrip(t);
+    expect(t.status().state).toBe("ready");
+    const id = t.status().sessionIds[0]!;
+    const idle = waitForState(t, "idle");
+    stream.destroy();
+    await idle;
+    await emulator.waitForSession((s) => s.sessionId === id && s.state === "Terminated");
+    expect(emulator.sessions({ active: true })).toEqual([]);
+  });
+
+  it("sessions: N keeps N sessions and spreads connections over them", async () => {
+    const { t, status } = await readyTunnel({ tunnel: { sessions: 3 } });
+    expect(status.sessionIds).toHaveLength(3);
+    const streams: Duplex[] = [];
+    for (let i = 0; i < 6; i++) streams.push(await roundTrip(t));
+    expect(t.status().sessions.map((s) => s.activeStreams)).toEqual([2, 2, 2]);
+    for (const s of streams) s.destroy();
+  });
+
+  it("a client arriving during a rebuild waits for the new session instead of failing", async () => {
+    const { t, status } = await readyTunnel();
+    // Slow down new sessions so the rebuild takes a while.
+    emulator.setFaults({ instanceId: INSTANCE }, { latencyMs: 150 });
+    emulator.closeSession(status.sessionIds[0]!, "terminated");
+    await waitForState(t, "reconnecting");
+    const stream = await roundTrip(t);
+    expect(t.status().state).toBe("ready");
+    expect(t.status().sessionIds[0]).not.toBe(status.sessionIds[0]);
+    stream.destroy();
+  });
+
+  it("restart replaces the session", async () => {
+    const { t, status } = await readyTunnel();
+    await t.restart();
+    const next = await waitForState(t, (s) => s.state === "ready" && s.sessionIds[0] !== status.sessionIds[0]);
+    expect(emulator.session(status.sessionIds[0]!)!.state).toBe("Terminated");
+    expect(next.sessionIds).toHaveLength(1);
+  });
+});
