@@ -147,15 +147,18 @@ export class SmuxSession extends EventEmitter<{ stream: [SmuxStream]; close: [Er
     }
   }
 
-  /** Ends the session: every stream is destroyed (with `error` when given, else a SmuxSessionClosedError). */
+  /**
+   * Ends the session. Every open stream is destroyed: with `error` when given (streams then emit it),
+   * otherwise without one (streams emit "close" without "end", which pipeline() reports as a premature close).
+   */
   close(error?: Error): void {
     if (this.closed) return;
     this.closed = { error };
     clearInterval(this.pingTimer);
     clearInterval(this.timeoutTimer);
-    const reason = error ?? new SmuxSessionClosedError("smux session closed");
-    for (const stream of [...this.streams.values()]) stream.destroy(reason);
+    for (const stream of [...this.streams.values()]) stream.destroy(error);
     this.streams.clear();
+    const reason = error ?? new SmuxSessionClosedError("smux session closed");
     for (const cb of this.heldCallbacks) cb(reason);
     this.heldCallbacks = [];
     this.emit("close", error);

@@ -1,0 +1,146 @@
+import { once } from "node:events";
+import { createServer } from "node:net";
+import type { AddressInfo, Server, Socket } from "node:net";
+import type { Readable } from "node:stream";
+import { ResumeSessionCommand, SSMClient, StartSessionCommand } from "@aws-sdk/client-ssm";
+import type { Emulator } from "../emulator.js";
+import { TestDataChannelClient } from "./data-channel-client.js";
+import type { TestClientOptions } from "./data-channel-client.js";
+
+export const RDS_HOST = "orders-dev.abc123xyz.eu-west-2.rds.amazonaws.com";
+
+export function sdkClient(emulator: Emulator): SSMClient {
+  return new SSMClient({
+    endpoint: emulator.endpoint,
+    region: emulator.region,
+    credentials: emulator.credentials,
+    maxAttempts: 1,
+  });
+}
+
+export async function startSession(
+  emulator: Emulator,
+  opts: { instanceId?: string; host?: string; port?: string } = {},
+): Promise<{ sessionId: string; token: string; streamUrl: string }> {
+  const out = await sdkClient(emulator).send(
+    new StartSessionCommand({
+      Target: opts.instanceId ?? emulator.instances()[0]!.instanceId,
+      DocumentName: "AWS-StartPortForwardingSessionToRemoteHost",
+      Parameters: { host: [opts.host ?? RDS_HOST], portNumber: [opts.port ?? "5432"], localPortNumber: ["0"] },
+    }),
+  );
+  return { sessionId: out.SessionId!, token: out.TokenValue!, streamUrl: out.StreamUrl! };
+}
+
+export async function resumeToken(emulator: Emulator, sessionId: string): Promise<string | undefined> {
+  const out = await sdkClient(emulator).send(new ResumeSessionCommand({ SessionId: sessionId }));
+  return out.TokenValue;
+}
+
+/** Starts a session and a test client through the handshake. */
+export async function connectedClient(
+  emulator: Emulator,
+  clientOptions: Partial<TestClientOptions> = {},
+  sessionOptions: { instanceId?: string; host?: string; port?: string } = {},
+): Promise<{ client: TestDataChannelClient; sessionId: string }> {
+  const session = await startSession(emulator, sessionOptions);
+  const client = await TestDataChannelClient.connect({ streamUrl: session.streamUrl, token: session.token, ...clientOptions });
+  await client.handshakeComplete;
+  return { client, sessionId: session.sessionId };
+}
+
+/** A TCP server on loopback that echoes, counting connections. */
+export async function echoServer(): Promise<{ server: Server; port: number; connections: Socket[]; close(): Promise<void> }> {
+  const connections: Socket[] = [];
+  const server = createServer((socket) => {
+    connections.push(socket);
+    socket.on("error", () => {});
+    socket.pipe(socket);
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return {
+    server,
+    port: (server.address() as AddressInfo).port,
+    connections,
+    close: async () => {
+      for (const c of connections) c.destroy();
+      server.close();
+      await once(server, "close");
+    },
+  };
+}
+
+/** A port on loopback where nothing listens. */
+export async function closedPort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const port = (server.address() as AddressInfo).port;
+  server.close();
+  await once(server, "close");
+  return port;
+}
+
+/** Reads until `n` bytes have arrived (or the stream ends). */
+export async function readBytes(stream: Readable, n: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let got = 0;
+  if (n === 0) return Buffer.alloc(0);
+  return new Promise((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      parts.push(chunk);
+      got += chunk.length;
+      if (got >= n) {
+        cleanup();
+        resolve(Buffer.concat(parts));
+      }
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(Buffer.concat(parts));
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      reject(err);
+    };
+    const cleanup = () => {
+      stream.off("data", onData);
+      stream.off("end", onEnd);
+      stream.off("error", onError);
+    };
+    stream.on("data", onData);
+    stream.on("end", onEnd);
+    stream.on("error", onError);
+  });
+}
+
+/** Collects single-connection Output until n bytes arrived. */
+export function collectOutput(client: TestDataChannelClient, n: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let got = 0;
+  return new Promise((resolve) => {
+    const onOutput = (chunk: Buffer) => {
+      parts.push(chunk);
+      got += chunk.length;
+      if (got >= n) {
+        client.off("output", onOutput);
+        resolve(Buffer.concat(parts));
+      }
+    };
+    client.on("output", onOutput);
+  });
+}
+
+/** Deterministic pseudo-random bytes (so a mismatch is reproducible). */
+export function pattern(size: number, seed: number): Buffer {
+  const out = Buffer.allocUnsafe(size);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
