@@ -1,0 +1,170 @@
+import { spawn, spawnSync } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { connect } from "node:net";
+import { StartSessionCommand } from "@aws-sdk/client-ssm";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startPostgres, tempDir } from "@rdsd/testkit";
+import type { PostgresServer, TempDir } from "@rdsd/testkit";
+import { startEmulator } from "./emulator.js";
+import type { Emulator } from "./emulator.js";
+import { echoServer, pattern, readBytes, sdkClient } from "./testing/helpers.js";
+
+/**
+ * Conformance with the official client (aws/session-manager-plugin), run the way the AWS CLI runs it.
+ * Needs `session-manager-plugin` on PATH (or SESSION_MANAGER_PLUGIN=/path); otherwise skipped, saying why.
+ */
+function findPlugin(): string | undefined {
+  const explicit = process.env["SESSION_MANAGER_PLUGIN"];
+  if (explicit) return explicit;
+  const found = spawnSync("sh", ["-c", "command -v session-manager-plugin"], { encoding: "utf8" });
+  return found.status === 0 ? found.stdout.trim() : undefined;
+}
+
+const plugin = findPlugin();
+const SKIP_REASON = "skipped: session-manager-plugin is not on PATH (install the official plugin or set SESSION_MANAGER_PLUGIN to run it)";
+if (!plugin) console.warn(`plugin conformance ${SKIP_REASON}`);
+
+const RDS = "orders-dev.abc123xyz.eu-west-2.rds.amazonaws.com";
+const RDS_ECHO = "echo-dev.abc123xyz.eu-west-2.rds.amazonaws.com";
+const PASSWORD = "conformance-pass-1";
+
+interface RunningPlugin {
+  child: ChildProcess;
+  sessionId: string;
+  localPort: number;
+  stdout: () => string;
+}
+
+/** Starts a session through the API and runs the plugin with the AWS CLI's argv contract. */
+async function runPlugin(emulator: Emulator, home: string, host: string, portNumber: string): Promise<RunningPlugin> {
+  const request = {
+    Target: emulator.instances()[0]!.instanceId,
+    DocumentName: "AWS-StartPortForwardingSessionToRemoteHost",
+    Parameters: { host: [host], portNumber: [portNumber], localPortNumber: ["0"] },
+  };
+  const response = await sdkClient(emulator).send(new StartSessionCommand(request));
+  const responseJson = JSON.stringify({ SessionId: response.SessionId, TokenValue: response.TokenValue, StreamUrl: response.StreamUrl });
+  const child = spawn(plugin!, [responseJson, emulator.region, "StartSession", "", JSON.stringify(request), emulator.endpoint], {
+    env: {
+      PATH: process.env["PATH"] ?? "/usr/bin:/bin",
+      HOME: home,
+      AWS_ACCESS_KEY_ID: emulator.credentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: emulator.credentials.secretAccessKey,
+      AWS_REGION: emulator.region,
+      AWS_EC2_METADATA_DISABLED: "true",
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout!.setEncoding("utf8");
+  child.stderr!.resume();
+  const opened = new Promise<number>((resolve, reject) => {
+    child.stdout!.on("data", (text: string) => {
+      out += text;
+      const m = /Port (\d+) opened for sessionId/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once("exit", (code) => reject(new Error(`plugin exited (${code}) before opening its port: ${out}`)));
+  });
+  const localPort = await opened;
+  return { child, sessionId: response.SessionId!, localPort, stdout: () => out };
+}
+
+/** SIGINT is how a supervisor stops the plugin so that it tells the agent. */
+async function stopPlugin(p: RunningPlugin): Promise<void> {
+  if (p.child.exitCode !== null) return;
+  const exited = once(p.child, "exit");
+  p.child.kill("SIGINT");
+  await exited;
+}
+
+async function echoThrough(port: number, data: Buffer): Promise<boolean> {
+  const socket = connect({ host: "127.0.0.1", port });
+  await once(socket, "connect");
+  const back = readBytes(socket, data.length);
+  socket.write(data);
+  const ok = (await back).equals(data);
+  socket.destroy();
+  return ok;
+}
+
+async function postgresRoundTrips(port: number): Promise<void> {
+  const client = new pg.Client({ host: "127.0.0.1", port, user: "conformance", password: PASSWORD, database: "postgres" });
+  await client.connect();
+  try {
+    const big = await client.query("SELECT repeat('x', 1048576) AS s");
+    expect((big.rows[0] as { s: string }).s.length).toBe(1048576);
+    const upload = "y".repeat(512 * 1024);
+    const echoed = await client.query("SELECT length($1::text) AS n", [upload]);
+    expect(Number((echoed.rows[0] as { n: string }).n)).toBe(upload.length);
+    const rows = await client.query("SELECT g FROM generate_series(1, 20000) g");
+    expect(rows.rowCount).toBe(20000);
+  } finally {
+    await client.end();
+  }
+}
+
+describe.skipIf(!plugin)(`official session-manager-plugin against the emulator${plugin ? "" : ` (${SKIP_REASON})`}`, () => {
+  let postgres: PostgresServer;
+  let echo: Awaited<ReturnType<typeof echoServer>>;
+  let home: TempDir;
+
+  beforeAll(async () => {
+    home = await tempDir("rdsd-plugin-home-");
+    echo = await echoServer();
+    postgres = await startPostgres();
+    await postgres.admin(`CREATE ROLE conformance LOGIN PASSWORD '${PASSWORD}'`);
+  });
+  afterAll(async () => {
+    await postgres?.stop();
+    await echo?.close();
+    await home?.cleanup();
+  });
+
+  for (const mode of ["multiplexed", "single"] as const) {
+    it(`moves a real Postgres session and several MB in ${mode} mode`, { timeout: 120_000 }, async () => {
+      const emulator = await startEmulator({
+        pacing: false,
+        agentVersion: mode === "single" ? "3.0.196.0" : "3.3.1802.0",
+        hostMap: [`${RDS}=127.0.0.1:${postgres.port}`, `${RDS_ECHO}=127.0.0.1:${echo.port}`],
+      });
+      const running: RunningPlugin[] = [];
+      try {
+        const pgPlugin = await runPlugin(emulator, home.path, RDS, "5432");
+        running.push(pgPlugin);
+        expect(pgPlugin.stdout()).toContain(`Starting session with SessionId: ${pgPlugin.sessionId}`);
+        expect(emulator.session(pgPlugin.sessionId)!.mode).toBe(mode);
+        await postgresRoundTrips(pgPlugin.localPort);
+        if (mode === "multiplexed") {
+          // Several connections at once over one session.
+          await Promise.all([0, 1, 2].map(() => postgresRoundTrips(pgPlugin.localPort)));
+        } else {
+          // One connection after another: DisconnectToPort, then a redial.
+          await postgresRoundTrips(pgPlugin.localPort);
+        }
+
+        const echoPlugin = await runPlugin(emulator, home.path, RDS_ECHO, "7");
+        running.push(echoPlugin);
+        const size = 3 << 20;
+        if (mode === "multiplexed") {
+          const results = await Promise.all([1, 2, 3].map((seed) => echoThrough(echoPlugin.localPort, pattern(size / 3, seed))));
+          expect(results).toEqual([true, true, true]);
+        } else {
+          expect(await echoThrough(echoPlugin.localPort, pattern(size, 4))).toBe(true);
+        }
+        const info = emulator.session(echoPlugin.sessionId)!;
+        expect(info.bytesFromClient).toBeGreaterThanOrEqual(size);
+        expect(info.bytesToClient).toBeGreaterThanOrEqual(size);
+      } finally {
+        for (const p of running) await stopPlugin(p);
+        // SIGINT makes the plugin send TerminateSession: nothing is left open.
+        await emulator.waitForSession(() => emulator.sessions({ active: true }).length === 0, 10_000).catch(() => undefined);
+        const left = emulator.sessions({ active: true });
+        await emulator.close();
+        expect(left).toEqual([]);
+      }
+    });
+  }
+});
