@@ -7,6 +7,8 @@ export interface RequestOptions {
   socketPath: string;
   /** Default 10 s; `test` and `stop` take longer. */
   timeoutMs?: number;
+  /** Resolve only once the daemon closes the connection after answering (`stop`: the process is gone). */
+  untilClosed?: boolean;
 }
 
 let nextId = 1;
@@ -26,6 +28,7 @@ export function requestDaemon<C extends ControlCommand>(command: C, params: Cont
   return new Promise<ControlResult<C>>((resolve, reject) => {
     let settled = false;
     let connected = false;
+    let answered: { result: ControlResult<C> } | undefined;
     const finish = (err: Error | undefined, result?: ControlResult<C>) => {
       if (settled) return;
       settled = true;
@@ -51,10 +54,12 @@ export function requestDaemon<C extends ControlCommand>(command: C, params: Cont
       client.on("response", (data) => {
         const response = data as ControlResponse;
         if (response.id !== id) return;
-        if (response.ok) finish(undefined, response.result as ControlResult<C>);
-        else finish(ControlError.from(response.error));
+        if (!response.ok) finish(ControlError.from(response.error));
+        else if (options.untilClosed) answered = { result: response.result as ControlResult<C> };
+        else finish(undefined, response.result as ControlResult<C>);
       });
       client.on("destroy", () => {
+        if (answered) return finish(undefined, answered.result);
         finish(connected ? new Error(`the daemon closed the connection before answering \`${command}\``) : new DaemonNotRunningError(options.socketPath));
       });
     });

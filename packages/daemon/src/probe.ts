@@ -144,6 +144,7 @@ function selectOne(socket: tls.TLSSocket, pending: Buffer, signal: AbortSignal):
     signal.addEventListener("abort", onAbort, { once: true });
     socket.on("data", onData);
     socket.once("close", onClose);
+    socket.resume(); // the login left the socket paused
     socket.write(query);
     if (buffered.length > 0) onData(Buffer.alloc(0));
   });

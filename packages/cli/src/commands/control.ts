@@ -4,8 +4,9 @@ import { EXIT } from "../exit.js";
 import { paintFor, table } from "../terminal.js";
 
 export async function stopCommand(): Promise<number> {
-  // The daemon answers once everything is stopped: clients given their grace, sessions terminated, socket removed.
-  await ask("stop", {}, 120_000);
+  // The daemon answers once everything is stopped (clients given their grace, sessions terminated, socket
+  // removed), then exits: its end closes the connection, and only then is the stop done.
+  await ask("stop", {}, 120_000, true);
   process.stdout.write("rdsd stopped\n");
   return EXIT.ok;
 }
