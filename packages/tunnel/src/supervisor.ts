@@ -107,6 +107,8 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
   private readonly slots: Slot[];
   private readonly draining = new Map<TunnelSession, TimerHandle | undefined>();
   private readonly streams = new Set<Duplex>();
+  /** Client streams per session (probes excluded, counted synchronously): what connections are spread by. */
+  private readonly load = new Map<TunnelSession, number>();
   private active = false;
   private stopped = true;
   private everReady = false;
@@ -212,9 +214,11 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
       if (this.stopped) throw tunnelError({ message: `the tunnel for ${this.options.name} was stopped`, fix: "start rdsd (or the target) again" });
       const pick = this.pick();
       if (pick) {
+        // Count the connection on its session before waiting, so concurrent dials spread out.
+        this.load.set(pick.session, (this.load.get(pick.session) ?? 0) + 1);
         try {
-          const stream = await pick.session.openStream(signal);
-          this.track(stream);
+          const stream = await pick.session.openStream(signal).finally(() => this.unload(pick.session));
+          this.track(stream, pick.session);
           if (pick.session.singleUse) this.detachSpent(pick.slot, pick.session);
           return stream;
         } catch (err) {
@@ -414,15 +418,17 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
     for (const slot of this.slots) {
       const session = slot.session;
       if (!session || !session.available) continue;
-      if (!best || session.activeStreams < best.session.activeStreams) best = { slot, session };
+      if (!best || (this.load.get(session) ?? 0) < (this.load.get(best.session) ?? 0)) best = { slot, session };
     }
     return best;
   }
 
-  private track(stream: Duplex): void {
+  private track(stream: Duplex, session: TunnelSession): void {
     this.streams.add(stream);
+    this.load.set(session, (this.load.get(session) ?? 0) + 1);
     stream.once("close", () => {
       this.streams.delete(stream);
+      this.unload(session);
       if (this.streams.size === 0 && this.options.mode === "lazy" && this.active && !this.stopped) {
         this.clock.clearTimeout(this.idleTimer);
         this.idleTimer = this.clock.setTimeout(() => {
@@ -435,6 +441,12 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
       }
       for (const session of this.draining.keys()) if (session.activeStreams === 0) void session.close();
     });
+  }
+
+  private unload(session: TunnelSession): void {
+    const left = (this.load.get(session) ?? 1) - 1;
+    if (left > 0) this.load.set(session, left);
+    else this.load.delete(session);
   }
 
   // ---- probes and sleep detection ----
