@@ -2,12 +2,13 @@ import { spawn, spawnSync } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { connect } from "node:net";
-import { StartSessionCommand } from "@aws-sdk/client-ssm";
+import { StartSessionCommand, TerminateSessionCommand } from "@aws-sdk/client-ssm";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startPostgres, tempDir } from "@rdsd/testkit";
 import type { PostgresServer, TempDir } from "@rdsd/testkit";
 import { startEmulator } from "./emulator.js";
+import { CloseReasons } from "./faults.js";
 import type { Emulator } from "./emulator.js";
 import { echoServer, pattern, readBytes, sdkClient } from "./testing/helpers.js";
 
@@ -70,6 +71,19 @@ async function runPlugin(emulator: Emulator, home: string, host: string, portNum
   });
   const localPort = await opened;
   return { child, sessionId: response.SessionId!, localPort, stdout: () => out };
+}
+
+/** Resolves once the plugin's stdout contains `text`. */
+function stdoutContains(p: RunningPlugin, text: string): Promise<void> {
+  if (p.stdout().includes(text)) return Promise.resolve();
+  return new Promise((resolve) => {
+    const onData = () => {
+      if (!p.stdout().includes(text)) return;
+      p.child.stdout!.off("data", onData);
+      resolve();
+    };
+    p.child.stdout!.on("data", onData);
+  });
 }
 
 /** SIGINT is how a supervisor stops the plugin so that it tells the agent. */
@@ -160,11 +174,56 @@ describe.skipIf(!plugin)(`official session-manager-plugin against the emulator${
       } finally {
         for (const p of running) await stopPlugin(p);
         // SIGINT makes the plugin send TerminateSession: nothing is left open.
-        await emulator.waitForSession(() => emulator.sessions({ active: true }).length === 0, 10_000).catch(() => undefined);
+        await emulator.waitForSession((s) => s.state === "Terminated" && emulator.sessions({ active: true }).length === 0, 10_000).catch(() => undefined);
         const left = emulator.sessions({ active: true });
         await emulator.close();
         expect(left).toEqual([]);
       }
     });
   }
+
+  it("shows each fault the way the real service would", { timeout: 120_000 }, async () => {
+    const emulator = await startEmulator({ pacing: false, hostMap: [`${RDS_ECHO}=127.0.0.1:${echo.port}`] });
+    const running: RunningPlugin[] = [];
+    try {
+      // A dropped websocket: the plugin calls ResumeSession (signed by its own SDK) and reconnects with the same ClientId.
+      const resumed = await runPlugin(emulator, home.path, RDS_ECHO, "7");
+      running.push(resumed);
+      const socket = connect({ host: "127.0.0.1", port: resumed.localPort });
+      await once(socket, "connect");
+      const first = readBytes(socket, 4);
+      socket.write("ping");
+      expect((await first).toString()).toBe("ping");
+      expect(emulator.dropWebSocket(resumed.sessionId)).toBe(true);
+      await emulator.waitForSession((s) => s.sessionId === resumed.sessionId && s.connections === 2 && s.state === "Connected", 20_000);
+      const second = readBytes(socket, 4);
+      socket.write("pong");
+      expect((await second).toString()).toBe("pong");
+      socket.destroy();
+
+      // channel_closed with a reason: the plugin prints it and exits.
+      const exited = once(resumed.child, "exit");
+      emulator.closeSession(resumed.sessionId, "idle-timeout");
+      await exited;
+      expect(resumed.stdout()).toContain(`SessionId: ${resumed.sessionId} : ${CloseReasons["idle-timeout"]}`);
+
+      // The destination refuses: ConnectToPortError.
+      const refused = await runPlugin(emulator, home.path, "nowhere.abc123xyz.eu-west-2.rds.amazonaws.com", "5432");
+      running.push(refused);
+      const probe = connect({ host: "127.0.0.1", port: refused.localPort });
+      probe.on("error", () => {});
+      probe.resume();
+      await once(probe, "close");
+      await stdoutContains(refused, "Connection to destination port failed, check SSM Agent logs.");
+
+      // TerminateSession through the API ends the plugin.
+      const ended = once(refused.child, "exit");
+      await sdkClient(emulator).send(new TerminateSessionCommand({ SessionId: refused.sessionId }));
+      await ended;
+      expect(refused.stdout()).toContain(`Exiting session with sessionId: ${refused.sessionId}`);
+    } finally {
+      for (const p of running) await stopPlugin(p);
+      await emulator.close();
+    }
+  });
 });

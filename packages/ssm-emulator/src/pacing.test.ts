@@ -1,0 +1,67 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MessageType, PayloadType } from "@rdsd/ssm-protocol";
+import { startEmulator } from "./emulator.js";
+import type { Emulator } from "./emulator.js";
+import { collectOutput, connectedClient, echoServer, pattern, RDS_HOST, readBytes } from "./testing/helpers.js";
+
+let echo: Awaited<ReturnType<typeof echoServer>>;
+beforeAll(async () => {
+  echo = await echoServer();
+});
+afterAll(async () => {
+  await echo.close();
+});
+
+async function withEmulator<T>(pacing: boolean, fn: (e: Emulator) => Promise<T>): Promise<T> {
+  const emulator = await startEmulator({ pacing, hostMap: [`${RDS_HOST}=127.0.0.1:${echo.port}`] });
+  try {
+    return await fn(emulator);
+  } finally {
+    await emulator.close();
+  }
+}
+
+describe("pacing", () => {
+  it("by default sends at most 1024 payload bytes per message with a pause after each, like the real agent", async () => {
+    await withEmulator(true, async (emulator) => {
+      const { client } = await connectedClient(emulator, { clientVersion: "1.1.61.0" });
+      try {
+        const size = 256 * 1024;
+        const data = pattern(size, 3);
+        const back = collectOutput(client, size);
+        const started = performance.now();
+        client.sendOutput(data);
+        expect((await back).equals(data)).toBe(true);
+        const seconds = (performance.now() - started) / 1000;
+        const outputs = client.log.filter((m) => m.type === MessageType.OutputStreamData && m.payloadType === PayloadType.Output);
+        expect(Math.max(...outputs.map((m) => m.size))).toBe(1024);
+        expect(outputs.length).toBeGreaterThanOrEqual(size / 1024);
+        // 256 messages, each followed by at least 1 ms: no faster than about 1 MB/s.
+        expect(size / seconds).toBeLessThan(1.05 * 1024 * 1024);
+        console.log(`paced download: ${(size / seconds / 1e6).toFixed(2)} MB/s`);
+      } finally {
+        client.close();
+      }
+    });
+  });
+
+  it("with pacing off moves tens of MB/s", async () => {
+    await withEmulator(false, async (emulator) => {
+      const { client } = await connectedClient(emulator);
+      try {
+        const stream = client.openStream();
+        const size = 32 << 20;
+        const data = pattern(size, 5);
+        const started = performance.now();
+        const back = readBytes(stream, size);
+        stream.write(data);
+        expect((await back).equals(data)).toBe(true);
+        const mbps = (2 * size) / ((performance.now() - started) / 1000) / 1e6;
+        console.log(`unpaced echo: ${mbps.toFixed(1)} MB/s (both directions together)`);
+        expect(mbps).toBeGreaterThan(8); // measured ~50 MB/s alone; margin for a loaded CI machine
+      } finally {
+        client.close();
+      }
+    });
+  });
+});
