@@ -1,0 +1,152 @@
+import { execFileSync } from "node:child_process";
+import { Signer } from "@aws-sdk/rds-signer";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { describeCredentialError, IamTokenCache, staticCredentialProvider } from "@rdsd/iam";
+import { iamAuth, TargetProxy } from "@rdsd/proxy";
+import { startEmulator } from "@rdsd/ssm-emulator";
+import type { Emulator } from "@rdsd/ssm-emulator";
+import { makeRdsLikeTls, startPostgres } from "@rdsd/testkit";
+import type { PostgresServer, RdsLikeTls } from "@rdsd/testkit";
+import type { Tunnel } from "../src/tunnel.js";
+import { RDS_HOST } from "./helpers.js";
+import { target, tunnelFor, waitForState } from "./tunnel-helpers.js";
+
+// proxy -> tunnel dialer -> SSM emulator (RDS name mapped to the local PostgreSQL) -> real PostgreSQL,
+// TLS verify-full against the RDS name, IAM login with the token signed for that name and port 5432.
+const REGION = "eu-west-2";
+const KEYS = { accessKeyId: "AKIDTESTTUNNEL000001", secretAccessKey: "tunnel-test-secret-not-a-real-key-00000" };
+// Frozen Date: the IAM token (a SigV4 presigned URL) is known in advance and set as the role's password.
+const FROZEN = new Date(Math.floor(Date.now() / 1000) * 1000);
+
+let pgServer: PostgresServer;
+let rds: RdsLikeTls;
+let tokens: IamTokenCache;
+
+beforeAll(async () => {
+  rds = await makeRdsLikeTls(RDS_HOST);
+  pgServer = await startPostgres({
+    tls: { certPem: rds.certPem, keyPem: rds.keyPem },
+    hba: ["hostssl all iam_user 127.0.0.1/32 password", "hostnossl all all 127.0.0.1/32 reject"],
+  });
+  await pgServer.admin("CREATE ROLE iam_user LOGIN");
+  await pgServer.admin("CREATE DATABASE orders OWNER iam_user");
+  vi.useFakeTimers({ toFake: ["Date"], now: FROZEN });
+  const token = await new Signer({ hostname: RDS_HOST, port: 5432, username: "iam_user", region: REGION, credentials: KEYS }).getAuthToken();
+  await pgServer.admin(`ALTER ROLE iam_user PASSWORD '${token}'`);
+  tokens = new IamTokenCache({ credentials: staticCredentialProvider(KEYS) });
+}, 120_000);
+
+afterAll(async () => {
+  vi.useRealTimers();
+  await pgServer?.stop();
+});
+
+interface World {
+  emulator: Emulator;
+  tunnel: Tunnel;
+  proxy: TargetProxy;
+  port: number;
+  close(): Promise<void>;
+}
+
+async function world(driver: "native" | "plugin", emulatorOptions: Parameters<typeof startEmulator>[0] = {}): Promise<World> {
+  const emulator = await startEmulator({ pacing: false, hostMap: [`${RDS_HOST}=127.0.0.1:${pgServer.port}`], ...emulatorOptions });
+  const tunnel = tunnelFor(emulator, target({ tunnel: { driver } }));
+  tunnel.start();
+  await waitForState(tunnel, "ready", 20_000);
+  const proxy = new TargetProxy({
+    name: "orders-dev",
+    listen: [{ host: "127.0.0.1", port: 0 }],
+    upstream: {
+      host: RDS_HOST,
+      port: 5432,
+      user: "iam_user",
+      ca: rds.caPem,
+      auth: iamAuth(tokens, { host: RDS_HOST, port: 5432, user: "iam_user", region: REGION }, (err) => describeCredentialError(err)),
+    },
+    dialer: tunnel.dialer,
+    clientTls: null,
+  });
+  await proxy.start();
+  return {
+    emulator,
+    tunnel,
+    proxy,
+    port: proxy.addresses()[0]!.port,
+    async close() {
+      await proxy.stop(0);
+      await tunnel.stop();
+      expect(emulator.sessions({ active: true })).toEqual([]);
+      await emulator.close();
+    },
+  };
+}
+
+async function query(port: number, sql: string): Promise<unknown[]> {
+  const client = new pg.Client({ host: "127.0.0.1", port, user: "someone", database: "orders", ssl: false });
+  await client.connect();
+  try {
+    return (await client.query(sql)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+function pluginOnPath(): boolean {
+  try {
+    execFileSync("session-manager-plugin", ["--version"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe("Postgres end to end through the native driver", () => {
+  it("logs in with IAM over verify-full TLS and runs queries, several sessions in parallel", async () => {
+    const w = await world("native");
+    try {
+      const rows = await query(w.port, "SELECT current_user AS u, current_database() AS d, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()");
+      expect(rows).toEqual([{ u: "iam_user", d: "orders", ssl: true }]);
+      const many = await Promise.all(Array.from({ length: 10 }, (_, i) => query(w.port, `SELECT ${i} AS n, count(*)::int AS c FROM generate_series(1, 10000)`)));
+      expect(many.map((r) => r[0])).toEqual(Array.from({ length: 10 }, (_, i) => ({ n: i, c: 10000 })));
+      const session = w.emulator.session(w.tunnel.status().sessionIds[0]!)!;
+      expect(session.mode).toBe("multiplexed");
+      expect(session.bytesToClient).toBeGreaterThan(0);
+    } finally {
+      await w.close();
+    }
+  }, 60_000);
+
+  it("old agents: single-connection mode, one session per connection", async () => {
+    const w = await world("native", { agentVersion: "3.0.100.0" });
+    try {
+      for (let i = 0; i < 3; i++) {
+        expect(await query(w.port, "SELECT current_user AS u")).toEqual([{ u: "iam_user" }]);
+      }
+      const sessions = w.emulator.sessions();
+      expect(sessions.every((s) => s.mode === "single" || s.mode === null)).toBe(true);
+      // Each connection used its own session, and used sessions were terminated.
+      expect(sessions.filter((s) => s.mode === "single").length).toBeGreaterThanOrEqual(3);
+    } finally {
+      await w.close();
+    }
+  }, 60_000);
+});
+
+describe.runIf(pluginOnPath())("Postgres end to end through the official plugin", () => {
+  it("logs in with IAM over verify-full TLS through session-manager-plugin", async () => {
+    const w = await world("plugin");
+    try {
+      expect(await query(w.port, "SELECT current_user AS u")).toEqual([{ u: "iam_user" }]);
+    } finally {
+      await w.close();
+    }
+  }, 60_000);
+});
+
+if (!pluginOnPath()) {
+  describe("Postgres end to end through the official plugin", () => {
+    it.skip("skipped: session-manager-plugin is not on PATH (install it to run the plugin driver end to end)", () => {});
+  });
+}

@@ -1,0 +1,75 @@
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { startEmulator } from "@rdsd/ssm-emulator";
+import type { Emulator } from "@rdsd/ssm-emulator";
+import { randomUuid } from "@rdsd/ssm-protocol";
+import { BastionResolver } from "../src/bastion.js";
+import { ManualClock } from "../src/clock.js";
+import { NativeDriver } from "../src/native-driver.js";
+import { Supervisor } from "../src/supervisor.js";
+import type { SupervisorStatus } from "../src/supervisor.js";
+import { apiFor, RDS_HOST, sslAnsweringEchoServer } from "./helpers.js";
+import type { TcpServer } from "./helpers.js";
+
+let emulator: Emulator;
+let db: TcpServer;
+
+beforeAll(async () => {
+  db = await sslAnsweringEchoServer();
+  emulator = await startEmulator({ pacing: false, hostMap: [`${RDS_HOST}=127.0.0.1:${db.port}`] });
+});
+afterAll(async () => {
+  await emulator.close();
+  await db.close();
+});
+
+function nextState(supervisor: Supervisor, match: (s: SupervisorStatus) => boolean): Promise<SupervisorStatus> {
+  return new Promise((resolve) => {
+    if (match(supervisor.status())) return resolve(supervisor.status());
+    const listener = (s: SupervisorStatus) => {
+      if (!match(s)) return;
+      supervisor.off("state", listener);
+      resolve(s);
+    };
+    supervisor.on("state", listener);
+  });
+}
+
+it("a clock jump (the machine slept) probes at once and replaces a dead session", async () => {
+  const api = apiFor(emulator);
+  const clock = new ManualClock(Date.now());
+  const supervisor = new Supervisor({
+    name: "orders-dev",
+    host: RDS_HOST,
+    port: 5432,
+    mode: "eager",
+    idleTimeoutMs: 600_000,
+    sessions: 1,
+    factory: new NativeDriver({ api, host: RDS_HOST, port: 5432, clientId: randomUuid() }),
+    bastion: new BastionResolver({ instanceId: emulator.instances()[0]!.instanceId }, api, clock),
+    clock,
+    probeIntervalMs: 3_600_000, // periodic probes would not come for an hour of manual time
+    probeTimeoutMs: 300,
+    wakeCheckIntervalMs: 5_000,
+    wakeThresholdMs: 15_000,
+  });
+  supervisor.start();
+  const first = await nextState(supervisor, (s) => s.state === "ready");
+  const id = first.sessionIds[0]!;
+  emulator.setFaults({ sessionId: id }, { blackHole: true });
+
+  // Normal heartbeats: no probe, the dead session goes unnoticed.
+  clock.advance(5_000);
+  clock.advance(5_000);
+  await new Promise((r) => setTimeout(r, 600));
+  expect(supervisor.status().sessionIds).toEqual([id]);
+
+  // The machine "sleeps" for a minute: the next heartbeat sees the gap and probes now.
+  const replaced = nextState(supervisor, (s) => s.state === "ready" && s.sessionIds[0] !== id);
+  clock.jump(60_000);
+  const after = await replaced;
+  expect(after.sessionIds).toHaveLength(1);
+  expect(emulator.session(id)!.state).toBe("Terminated");
+  await supervisor.stop();
+  expect(emulator.sessions({ active: true })).toEqual([]);
+  api.destroy();
+});
