@@ -43,6 +43,8 @@ export interface SessionInfo {
   /** Why it ended (the channel_closed Output, or an internal reason). */
   endReason: string | null;
   mode: "multiplexed" | "single" | null;
+  /** The agent's smux keep-alive (on for clients at or below 1.2.331.0); null before the handshake. */
+  smuxKeepAlive: boolean | null;
   clientVersion: string | null;
   agentVersion: string;
   /** Websocket connections accepted so far (2 or more means the client resumed). */
@@ -166,6 +168,7 @@ export class AgentSession {
       state: this.state,
       endReason: this.endReason,
       mode: this.forwarder?.mode ?? null,
+      smuxKeepAlive: this.forwarder?.keepAlive ?? null,
       clientVersion: this.clientVersion ?? null,
       agentVersion: this.context.agentVersion,
       connections: this.connections,

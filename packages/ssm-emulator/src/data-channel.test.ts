@@ -137,6 +137,13 @@ describe("data channel: multiplexed mode", () => {
     expect(emulator.session(sessionId)!.state).toBe("Connected");
   });
 
+  it("keeps its smux keep-alive on for clients up to 1.2.331.0, as the real agent does", async () => {
+    const oldClient = await connect({ clientVersion: "1.2.0.0" });
+    const newClient = await connect({ clientVersion: "1.2.764.0" });
+    expect(emulator.session(oldClient.sessionId)!.smuxKeepAlive).toBe(true);
+    expect(emulator.session(newClient.sessionId)!.smuxKeepAlive).toBe(false);
+  });
+
   it("uses single-connection mode for an old agent version", async () => {
     const old = await startEmulator({ pacing: false, agentVersion: "3.0.196.0", hostMap: [`${RDS_HOST}=127.0.0.1:${echo.port}`] });
     try {

@@ -15,6 +15,8 @@ export interface ForwarderHost {
 
 export interface Forwarder {
   readonly mode: "multiplexed" | "single";
+  /** Whether the agent's smux keep-alive is on (multiplexed mode only). */
+  readonly keepAlive: boolean;
   /** An Output payload from the client. */
   fromClient(payload: Buffer): void;
   /** The client's DisconnectToPort flag. */
@@ -37,7 +39,7 @@ export class MultiplexedForwarder implements Forwarder {
 
   constructor(
     private readonly host: ForwarderHost,
-    keepAlive: boolean,
+    readonly keepAlive: boolean,
   ) {
     this.smux = new SmuxSession({
       role: "server",
@@ -109,7 +111,10 @@ export class MultiplexedForwarder implements Forwarder {
 /** Single-connection mode: raw bytes, one destination connection at a time, redialed on the next data. */
 export class SingleConnectionForwarder implements Forwarder {
   readonly mode = "single";
+  readonly keepAlive = false;
   private socket: Socket | undefined;
+  // Bumped by disconnect(): a dial that finishes after it belongs to a connection the client already closed.
+  private generation = 0;
   private connecting: Promise<Socket | undefined> | undefined;
   private closed = false;
 
@@ -132,6 +137,7 @@ export class SingleConnectionForwarder implements Forwarder {
   }
 
   disconnect(): void {
+    this.generation++;
     this.socket?.destroy();
     this.socket = undefined;
     this.connecting = undefined;
@@ -147,15 +153,16 @@ export class SingleConnectionForwarder implements Forwarder {
   }
 
   private async open(): Promise<Socket | undefined> {
+    const generation = this.generation;
     let socket: Socket;
     try {
       socket = await this.host.dial();
     } catch {
-      this.connecting = undefined;
+      if (generation === this.generation) this.connecting = undefined;
       this.host.sendFlag(FlagValue.ConnectToPortError);
       return undefined;
     }
-    if (this.closed) {
+    if (this.closed || generation !== this.generation) {
       socket.destroy();
       return undefined;
     }
