@@ -106,6 +106,8 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
   private readonly logger: TunnelLogger;
   private readonly slots: Slot[];
   private readonly draining = new Map<TunnelSession, TimerHandle | undefined>();
+  /** Opens in flight and sessions being closed outside stop() (failed probes, replacements): stop() waits for them. */
+  private readonly closing = new Set<Promise<void>>();
   private readonly streams = new Set<Duplex>();
   /** Client streams per session (probes excluded, counted synchronously): what connections are spread by. */
   private readonly load = new Map<TunnelSession, number>();
@@ -264,7 +266,13 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
     }
     this.draining.clear();
     this.updateState();
-    await Promise.all(closing.map((p) => p.catch(() => {})));
+    await Promise.all([...closing, ...this.closing].map((p) => p.catch(() => {})));
+  }
+
+  private closeLater(session: TunnelSession): void {
+    const p = session.close().catch(() => {});
+    this.closing.add(p);
+    void p.finally(() => this.closing.delete(p));
   }
 
   /** Opens a session for the slot unless one is there or on its way. `replacing`: the current one drains once the new one is up. */
@@ -274,7 +282,10 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
     slot.retryTimer = undefined;
     const controller = new AbortController();
     slot.opening = controller;
-    void this.open(slot, controller, replacing);
+    // stop() waits for opens in flight too: an aborted open terminates what it started on AWS.
+    const p = this.open(slot, controller, replacing).catch(() => {});
+    this.closing.add(p);
+    void p.finally(() => this.closing.delete(p));
   }
 
   private async open(slot: Slot, controller: AbortController, replacing: boolean): Promise<void> {
@@ -289,7 +300,7 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
       if (this.options.probeOnOpen !== false && !session.singleUse) await probeSession(session, this.options.probeTimeoutMs ?? 8_000, this.options.host);
     } catch (err) {
       this.clock.clearTimeout(timer);
-      if (session) void session.close();
+      if (session) await session.close().catch(() => {});
       if (slot.opening !== controller) return; // cancelled by stop/restart
       slot.opening = undefined;
       const problem =
@@ -303,7 +314,7 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
     }
     this.clock.clearTimeout(timer);
     if (slot.opening !== controller || this.stopped || !this.active) {
-      void session.close();
+      await session.close().catch(() => {});
       return;
     }
     slot.opening = undefined;
@@ -364,12 +375,12 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
   private drain(session: TunnelSession): void {
     if (session.ended) return;
     if (session.activeStreams === 0) {
-      void session.close();
+      this.closeLater(session);
       return;
     }
     const timer = this.clock.setTimeout(() => {
       this.draining.delete(session);
-      void session.close();
+      this.closeLater(session);
     }, this.options.drainTimeoutMs ?? 10 * 60_000);
     this.draining.set(session, timer);
     session.once("end", () => {
@@ -439,7 +450,7 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
           }
         }, this.options.idleTimeoutMs);
       }
-      for (const session of this.draining.keys()) if (session.activeStreams === 0) void session.close();
+      for (const session of this.draining.keys()) if (session.activeStreams === 0) this.closeLater(session);
     });
   }
 
@@ -470,7 +481,7 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
       this.logger.warn("tunnel probe failed; replacing the session", { target: this.options.name, session: session.id, error: problem.message });
       this.lastError = problem;
       this.clearSlot(slot);
-      void session.close();
+      this.closeLater(session);
       this.fill(slot);
       this.updateState();
     }
