@@ -2,12 +2,13 @@ import { mkdir } from "node:fs/promises";
 import { issueLocalhostCertificate, loadOrCreateLocalCa, type PemKeyPair } from "@rdsd/certs";
 import { diffConfigs, loadConfig, type RdsdConfig } from "@rdsd/config";
 import { ControlError, type ProbeReport, type ReloadReport, type TargetStatus } from "@rdsd/control";
-import { credentialProviderFor, IamTokenCache } from "@rdsd/iam";
+import { credentialProviderFor, IamTokenCache, type AwsCredentialIdentityProvider } from "@rdsd/iam";
 import { ProxyError } from "@rdsd/proxy";
 import type { DaemonLogger } from "./logger.js";
 import { probeTarget } from "./probe.js";
 import { ensureRdsCaBundle, RDS_CA_BUNDLE_URL, rdsCaBundlePath } from "./rds-ca-bundle.js";
 import { readCaFile, Target, type TargetServices } from "./target.js";
+import { ssmTunnelFactory } from "./ssm-tunnels.js";
 import type { TunnelFactory } from "./tunnel-seam.js";
 
 export interface DaemonOptions {
@@ -16,7 +17,7 @@ export interface DaemonOptions {
   logger: DaemonLogger;
   /** Open client connections get this long to finish on stop and on target removal. Default 5 s. */
   graceMs?: number;
-  /** SSM tunnels for the native and plugin drivers. */
+  /** SSM tunnels for the native and plugin drivers; default @rdsd/tunnel's. */
   createTunnel?: TunnelFactory;
 }
 
@@ -28,11 +29,15 @@ export class Daemon {
   private config: RdsdConfig | undefined;
   private readonly targets = new Map<string, Target>();
   private tokens: IamTokenCache | undefined;
+  private credentials: AwsCredentialIdentityProvider | undefined;
+  private readonly tunnels: TunnelFactory & { destroy?(): void };
   private localCertificate: PemKeyPair | undefined;
   private localCaPath = "";
   readonly startedAt = new Date();
 
-  constructor(private readonly options: DaemonOptions) {}
+  constructor(private readonly options: DaemonOptions) {
+    this.tunnels = options.createTunnel ?? ssmTunnelFactory();
+  }
 
   get localCa(): string {
     return this.localCaPath;
@@ -86,6 +91,7 @@ export class Daemon {
     const grace = this.options.graceMs ?? 5_000;
     await Promise.all([...this.targets.values()].map((t) => t.stop(grace)));
     this.targets.clear();
+    this.tunnels.destroy?.();
   }
 
   /** Every target in config order, or the one named. */
@@ -122,12 +128,14 @@ export class Daemon {
       awsRegion: config.aws.region,
       localCertificate: this.localCertificate!,
       loadCa: (ca) => this.loadCa(ca),
-      createTunnel: this.options.createTunnel,
+      credentials: this.credentials!,
+      createTunnel: this.tunnels,
     };
   }
 
   private tokenCacheFor(config: RdsdConfig): IamTokenCache {
-    return new IamTokenCache({ credentials: credentialProviderFor({ profile: config.aws.profile }) });
+    this.credentials = credentialProviderFor({ profile: config.aws.profile });
+    return new IamTokenCache({ credentials: this.credentials });
   }
 
   private async loadCa(ca: string): Promise<string> {

@@ -4,7 +4,7 @@ import type { Duplex } from "node:stream";
 import type { TargetConfig } from "@rdsd/config";
 import type { PemKeyPair } from "@rdsd/certs";
 import type { Problem, TargetState, TargetStatus } from "@rdsd/control";
-import { describeCredentialError, resolveRegion, type IamTokenCache } from "@rdsd/iam";
+import { describeCredentialError, resolveRegion, type AwsCredentialIdentityProvider, type IamTokenCache } from "@rdsd/iam";
 import { DirectDialer, iamAuth, passwordAuth, ProxyError, TargetProxy, type Dialer, type UpstreamAuth, type UpstreamTarget } from "@rdsd/proxy";
 import type { DaemonLogger } from "./logger.js";
 import type { TunnelFactory, TunnelHandle } from "./tunnel-seam.js";
@@ -21,8 +21,10 @@ export interface TargetServices {
   localCertificate: PemKeyPair;
   /** The PEM text of the CAs for `tls.ca` ("rds" or a path). */
   loadCa(ca: string): Promise<string>;
-  /** Builds SSM tunnels for the native and plugin drivers; absent in builds without them. */
-  createTunnel?: TunnelFactory | undefined;
+  /** Credentials of the config's profile: for SSM calls. */
+  credentials: AwsCredentialIdentityProvider;
+  /** Builds SSM tunnels for the native and plugin drivers. */
+  createTunnel: TunnelFactory;
 }
 
 /** What `rdsd test` needs to walk the target's own path stage by stage. */
@@ -199,10 +201,7 @@ export class Target {
   private createDialer(): Dialer {
     const tunnel = this.config.tunnel;
     if (tunnel.driver === "direct") return new DirectDialer(tunnel.address?.host ?? this.config.host, tunnel.address?.port ?? this.config.port);
-    if (!this.services.createTunnel) {
-      throw new ProxyError(`the ${tunnel.driver} SSM tunnel driver is not available in this build`, "use tunnel.driver: direct for now");
-    }
-    this.tunnel = this.services.createTunnel(this.config, { region: this.region!, profile: this.services.awsProfile, logger: this.log });
+    this.tunnel = this.services.createTunnel(this.config, { region: this.region!, profile: this.services.awsProfile, credentials: this.services.credentials, logger: this.log });
     return this.tunnel.dialer;
   }
 }

@@ -1,5 +1,6 @@
 import type { TargetConfig } from "@rdsd/config";
 import type { Problem, TargetState } from "@rdsd/control";
+import type { AwsCredentialIdentityProvider } from "@rdsd/iam";
 import type { Dialer } from "@rdsd/proxy";
 import type { DaemonLogger } from "./logger.js";
 
@@ -20,6 +21,8 @@ export interface TunnelHandle {
 export interface TunnelContext {
   region: string;
   profile: string | undefined;
+  /** The daemon's credentials for the profile (shared with IAM token signing). */
+  credentials: AwsCredentialIdentityProvider;
   logger: DaemonLogger;
 }
 

@@ -3,7 +3,6 @@ import { resolveConfigPath } from "@rdsd/config";
 import { controlSocketPath, logFilePath, stateDir } from "@rdsd/control";
 import { runDaemon } from "@rdsd/daemon";
 import { VERSION } from "../exit.js";
-import { tunnelFactory } from "../tunnels.js";
 
 /** `rdsd daemon`: the foreground daemon (systemd, launchd, and what `rdsd start` runs detached). */
 export async function daemonCommand(opts: { config?: string; background?: boolean }): Promise<number> {
@@ -16,7 +15,6 @@ export async function daemonCommand(opts: { config?: string; background?: boolea
     version: VERSION,
     // Detached by `rdsd start`: the JSON log file is the log; a terminal is not there to read lines.
     console: !opts.background,
-    createTunnel: await tunnelFactory(),
     onReady: ({ pid }) => {
       // `rdsd start` waits on this message, then lets the daemon go.
       if (process.send) {

@@ -1,1 +1,164 @@
-export async function demoCommand(): Promise<number> { throw new Error("not yet"); }
+import { readFile, writeFile, mkdtemp, rm, mkdir } from "node:fs/promises";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createCertificateAuthority } from "@rdsd/certs";
+import { loadConfig } from "@rdsd/config";
+import { answers, controlSocketPath } from "@rdsd/control";
+import { runDaemon } from "@rdsd/daemon";
+import { startEmulator } from "@rdsd/ssm-emulator";
+import { CliError, EXIT, VERSION } from "../exit.js";
+import { startLocalPostgres } from "./local-postgres.js";
+import { startRdsFront } from "./rds-front.js";
+import { rdsTokenProblem } from "./rds-token.js";
+
+const DEMO_CONFIG = fileURLToPath(new URL("../../../../config/demo.yaml", import.meta.url));
+
+/**
+ * `rdsd demo`: the whole real path with no AWS account. The SSM emulator plays AWS (API + agent), a local
+ * PostgreSQL plays the database behind an RDS-like front door (TLS for the RDS names, IAM token checked
+ * against the emulator's keys), and the daemon runs config/demo.yaml with the native SSM tunnel.
+ */
+export async function demoCommand(): Promise<number> {
+  const say = (line: string) => process.stderr.write(`demo: ${line}\n`);
+  const socketPath = controlSocketPath();
+  if (await answers(socketPath)) {
+    throw new CliError(`an rdsd daemon is already running on ${socketPath}`, "stop it first (`rdsd stop`), or give the demo its own socket: RDSD_RUNTIME_DIR=$(mktemp -d) rdsd demo");
+  }
+  const dir = await mkdtemp(join(tmpdir(), "rdsd-demo-"));
+  const cleanups: Array<() => Promise<unknown>> = [() => rm(dir, { recursive: true, force: true })];
+  const cleanup = async () => {
+    for (const step of cleanups.splice(0).reverse()) await step().catch((err: unknown) => say(`cleanup: ${(err as Error).message}`));
+  };
+  const stop = new AbortController();
+  const onSignal = () => stop.abort();
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  try {
+    const { configPath, config } = await writeDemoConfig(dir);
+    const region = config.aws.region ?? "eu-west-2";
+    const ca = await createCertificateAuthority({ commonName: "rdsd demo RDS CA" });
+    await writeFile(join(dir, "demo-ca.pem"), ca.certPem);
+    const certificate = await ca.issueServerCertificate({ dnsNames: config.targets.map((t) => t.host) });
+
+    const users = [...new Set(config.targets.map((t) => t.user))];
+    const databases = [...new Set(config.targets.flatMap((t) => (t.database ? [t.database] : [])))];
+    const postgres = await startLocalPostgres(
+      [
+        "CREATE ROLE rds_iam NOLOGIN",
+        ...users.flatMap((u) => [`CREATE ROLE "${u}" LOGIN`, `GRANT rds_iam TO "${u}"`]),
+        ...databases.map((d) => `CREATE DATABASE "${d}" OWNER "${users[0]}"`),
+      ],
+      say,
+    );
+    cleanups.push(() => postgres.stop());
+
+    const bastion = config.targets.map((t) => t.bastion).find((b) => b && "instanceId" in b);
+    const instanceId = bastion && "instanceId" in bastion ? bastion.instanceId : "i-0de00000000000001";
+    const keys = { accessKeyId: "AKIDRDSDDEMO00000001", secretAccessKey: "rdsd-demo-secret-not-a-real-aws-key-0001" };
+    const front = await startRdsFront({
+      certificate,
+      port: config.targets[0]?.port ?? 5432,
+      postgresSocket: postgres.socketPath,
+      checkToken: (token, host, user) => {
+        const target = config.targets.find((t) => t.host === host);
+        if (!target) return `no database answers to the name ${host}`;
+        return rdsTokenProblem(token, { host, port: target.port, user, region, ...keys, now: new Date() });
+      },
+      log: say,
+    });
+    cleanups.push(() => front.close());
+    const emulator = await startEmulator({
+      region,
+      credentials: [keys],
+      instances: [{ instanceId, tags: { Name: "rdsd-demo-bastion" } }],
+      hostMap: config.targets.map((t) => ({ from: `${t.host}:${t.port}`, to: `127.0.0.1:${front.port}` })),
+    });
+    cleanups.push(() => emulator.close());
+    say(`SSM emulator (the AWS side) at ${emulator.endpoint}, bastion ${instanceId}`);
+
+    // The daemon's AWS SDK talks to the emulator with the emulator's keys, never to AWS.
+    useEmulatorCredentials(emulator.endpoint, region, keys, dir);
+    let ready = false;
+    const code = await runDaemon({
+      configPath,
+      stateDir: join(dir, "state"),
+      socketPath,
+      logFile: join(dir, "state", "rdsd.log"),
+      version: VERSION,
+      console: false,
+      handleSignals: false,
+      signal: stop.signal,
+      onReady: () => {
+        ready = true;
+        process.stdout.write(instructions(config.targets));
+      },
+    });
+    if (!ready) throw new CliError(`the demo daemon did not start (log: ${join(dir, "state", "rdsd.log")})`, null);
+    say("stopped: daemon, SSM sessions, emulator and PostgreSQL");
+    return code;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    await cleanup();
+  }
+}
+
+/** config/demo.yaml as it is, next to the demo's CA; a listen port already taken here is swapped for a free one. */
+async function writeDemoConfig(dir: string) {
+  let text = await readFile(DEMO_CONFIG, "utf8");
+  for (const port of [...text.matchAll(/^\s+listen: (\d+)\s*$/gm)].map((m) => Number(m[1]))) {
+    if (!(await portFree(port))) text = text.replace(new RegExp(`listen: ${port}\\b`), `listen: ${await freePort()}`);
+  }
+  const configPath = join(dir, "demo.yaml");
+  await writeFile(configPath, text);
+  await mkdir(join(dir, "state"), { recursive: true, mode: 0o700 });
+  return { configPath, config: await loadConfig(configPath) };
+}
+
+function useEmulatorCredentials(endpoint: string, region: string, keys: { accessKeyId: string; secretAccessKey: string }, dir: string): void {
+  for (const name of ["AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_WEB_IDENTITY_TOKEN_FILE"]) delete process.env[name];
+  Object.assign(process.env, {
+    AWS_ACCESS_KEY_ID: keys.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: keys.secretAccessKey,
+    AWS_REGION: region,
+    AWS_ENDPOINT_URL_SSM: endpoint,
+    AWS_EC2_METADATA_DISABLED: "true",
+    AWS_CONFIG_FILE: join(dir, "no-aws-config"),
+    AWS_SHARED_CREDENTIALS_FILE: join(dir, "no-aws-credentials"),
+  });
+}
+
+function instructions(targets: { name: string; listen: { host: string; port: number }[]; user: string; database?: string }[]): string {
+  const lines = ["", "rdsd demo is running: the SSM emulator plays AWS, a local PostgreSQL plays RDS (TLS, IAM tokens).", ""];
+  for (const t of targets) {
+    const port = t.listen[0]!.port;
+    lines.push(`${t.name}:`);
+    lines.push(`  psql "host=localhost port=${port}${t.database ? ` dbname=${t.database}` : ""}"`);
+    lines.push(`  GUI (DBeaver, DataGrip, pgAdmin): postgresql://${t.user}@localhost:${port}${t.database ? `/${t.database}` : ""}   (no password)`);
+  }
+  lines.push("", "In another terminal: rdsd status, rdsd test orders-dev. Ctrl-C stops everything.", "");
+  return lines.join("\n");
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once("error", () => resolve(false));
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
+  });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export { EXIT };

@@ -1,0 +1,69 @@
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { DaemonStatus } from "@rdsd/control";
+import { pgClientEnv, processesWorkingIn, runCommand, tempDir, type TempDir } from "@rdsd/testkit";
+
+// `rdsd demo` as a newcomer runs it: a real process, psql through the whole path (proxy, native SSM
+// tunnel, emulator, verify-full TLS, IAM token checked by the RDS stand-in), then Ctrl-C.
+
+const RDSD = fileURLToPath(new URL("../packages/cli/bin/rdsd.js", import.meta.url));
+let dir: TempDir;
+
+beforeAll(async () => {
+  dir = await tempDir("rdsd-demo-test-");
+});
+afterAll(async () => {
+  await dir?.cleanup();
+});
+
+describe("rdsd demo", () => {
+  it("serves psql as the IAM user through the native SSM tunnel, then Ctrl-C leaves nothing behind", async () => {
+    const env = { ...process.env, RDSD_RUNTIME_DIR: join(dir.path, "run") };
+    const demo = spawn(process.execPath, [RDSD, "demo"], { env, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    demo.stderr!.on("data", (c: Buffer) => (stderr += c.toString()));
+    const exited = once(demo, "exit");
+    try {
+      await new Promise<void>((resolve, reject) => {
+        demo.stdout!.on("data", (c: Buffer) => {
+          stdout += c.toString();
+          if (stdout.includes("Ctrl-C stops everything")) resolve();
+        });
+        demo.once("exit", (code) => reject(new Error(`demo exited with ${code}:\n${stderr}`)));
+      });
+      const psqlLine = /psql "(host=localhost port=\d+ dbname=orders)"/.exec(stdout);
+      expect(psqlLine, stdout).not.toBeNull();
+      const pgDir = /on a private socket in (\S+)/.exec(stderr)![1]!;
+
+      // Exactly what the demo tells a newcomer to type.
+      const psql = await runCommand("psql", ["-X", "-At", psqlLine![1]!, "-c", "SELECT current_user || ' ' || current_database()"], { env: pgClientEnv({ PGCONNECT_TIMEOUT: "30" }) });
+      expect(psql.stderr).toBe("");
+      expect(psql.stdout.trim()).toBe("iam_dev orders");
+      expect(stderr).toMatch(/IAM token accepted for iam_dev at orders-dev\.abc123xyz\.eu-west-2\.rds\.amazonaws\.com/);
+
+      const status = JSON.parse((await runCommand(process.execPath, [RDSD, "status", "--json"], { env })).stdout) as DaemonStatus;
+      const orders = status.targets.find((t) => t.name === "orders-dev")!;
+      expect(orders).toMatchObject({ state: "ready", driver: "native", lastError: null });
+      expect(orders.sessionIds).toHaveLength(1);
+      expect(orders.tokenAgeSeconds).not.toBeNull();
+      const demoDir = dirname(status.configFile);
+      expect(existsSync(demoDir)).toBe(true);
+
+      demo.kill("SIGINT");
+      const [code] = await exited;
+      expect(code).toBe(0);
+      expect(stderr).toContain("stopped: daemon, SSM sessions, emulator and PostgreSQL");
+      expect(await processesWorkingIn(pgDir)).toEqual([]);
+      expect(existsSync(pgDir)).toBe(false);
+      expect(existsSync(demoDir)).toBe(false);
+      expect(existsSync(join(dir.path, "run", "rdsd.sock"))).toBe(false);
+    } finally {
+      if (demo.exitCode === null) demo.kill("SIGKILL");
+    }
+  }, 90_000);
+});
