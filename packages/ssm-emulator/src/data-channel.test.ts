@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
@@ -215,6 +216,23 @@ describe("data channel: sequencing and acknowledgement", () => {
     expect((await back).toString()).toBe("data");
     client.sendRaw(Buffer.from("garbage that is not a message"));
     await emulator.waitForSession((s) => s.sessionId === sessionId && s.badMessages === 2);
+  });
+
+  it("survives hostile frames and keeps serving the session", async () => {
+    const { client, sessionId } = await connect();
+    for (let i = 0; i < 300; i++) {
+      const junk = randomBytes(1 + (i % 200) * 3);
+      if (i % 3 === 0 && junk.length >= 4) junk.writeUInt32BE(116, 0);
+      client.sendRaw(junk);
+    }
+    client.ws!.send("a text frame after the handshake");
+    const stream = client.openStream();
+    const back = readBytes(stream, 5);
+    stream.write("still");
+    expect((await back).toString()).toBe("still");
+    const info = emulator.session(sessionId)!;
+    expect(info.badMessages).toBe(300);
+    expect(info.state).toBe("Connected");
   });
 
   it("re-acknowledges duplicates without delivering them twice", async () => {

@@ -7,6 +7,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startPostgres, tempDir } from "@rdsd/testkit";
 import type { PostgresServer, TempDir } from "@rdsd/testkit";
+import { clientSupportsKeepAliveOff, compareVersions } from "@rdsd/ssm-protocol";
 import { startEmulator } from "./emulator.js";
 import { CloseReasons } from "./faults.js";
 import type { Emulator } from "./emulator.js";
@@ -24,6 +25,10 @@ function findPlugin(): string | undefined {
 }
 
 const plugin = findPlugin();
+/** `session-manager-plugin --version`, e.g. "1.2.764.0". */
+const pluginVersion = plugin ? spawnSync(plugin, ["--version"], { encoding: "utf8" }).stdout.trim() : "";
+/** The AWS CLI passes the response through an environment variable to plugins above 1.2.497.0. */
+const usesEnvResponse = plugin !== undefined && compareVersions(pluginVersion, "1.2.497.0") === 1;
 const SKIP_REASON = "skipped: session-manager-plugin is not on PATH (install the official plugin or set SESSION_MANAGER_PLUGIN to run it)";
 if (!plugin) console.warn(`plugin conformance ${SKIP_REASON}`);
 
@@ -47,8 +52,10 @@ async function runPlugin(emulator: Emulator, home: string, host: string, portNum
   };
   const response = await sdkClient(emulator).send(new StartSessionCommand(request));
   const responseJson = JSON.stringify({ SessionId: response.SessionId, TokenValue: response.TokenValue, StreamUrl: response.StreamUrl });
-  const child = spawn(plugin!, [responseJson, emulator.region, "StartSession", "", JSON.stringify(request), emulator.endpoint], {
+  const responseArg = usesEnvResponse ? "AWS_SSM_START_SESSION_RESPONSE" : responseJson;
+  const child = spawn(plugin!, [responseArg, emulator.region, "StartSession", "", JSON.stringify(request), emulator.endpoint], {
     env: {
+      ...(usesEnvResponse ? { AWS_SSM_START_SESSION_RESPONSE: responseJson } : {}),
       PATH: process.env["PATH"] ?? "/usr/bin:/bin",
       HOME: home,
       AWS_ACCESS_KEY_ID: emulator.credentials.accessKeyId,
@@ -149,7 +156,9 @@ describe.skipIf(!plugin)(`official session-manager-plugin against the emulator${
         const pgPlugin = await runPlugin(emulator, home.path, RDS, "5432");
         running.push(pgPlugin);
         expect(pgPlugin.stdout()).toContain(`Starting session with SessionId: ${pgPlugin.sessionId}`);
-        expect(emulator.session(pgPlugin.sessionId)!.mode).toBe(mode);
+        const pgInfo = emulator.session(pgPlugin.sessionId)!;
+        expect([pgInfo.mode, pgInfo.clientVersion]).toEqual([mode, pluginVersion]);
+        if (mode === "multiplexed") expect(pgInfo.smuxKeepAlive).toBe(!clientSupportsKeepAliveOff(pluginVersion));
         await postgresRoundTrips(pgPlugin.localPort);
         if (mode === "multiplexed") {
           // Several connections at once over one session.
