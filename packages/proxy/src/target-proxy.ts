@@ -137,8 +137,9 @@ export class TargetProxy extends EventEmitter {
    * Resolves when every client connection is gone.
    */
   async stop(graceMs = 0): Promise<void> {
-    await this.closeServers();
-    if (this.clients.size === 0) return;
+    // A server's close completes only once its connections are gone: await it after closing them.
+    const serversClosed = this.closeServers();
+    if (this.clients.size === 0) return serversClosed;
     const allGone = new Promise<void>((resolve) => {
       const check = () => {
         if (this.clients.size === 0) {
@@ -153,6 +154,7 @@ export class TargetProxy extends EventEmitter {
     }, graceMs);
     await allGone;
     clearTimeout(timer);
+    await serversClosed;
   }
 
   private bind(address: ListenAddress): Promise<net.Server | null> {
@@ -246,6 +248,11 @@ export class TargetProxy extends EventEmitter {
       }
       this.logger.debug("client disconnected", { target: this.name, connection: id });
     } catch (err) {
+      if (client.destroyed) {
+        // The client left mid-login: the aborted dial or login says nothing about the database.
+        this.logger.debug("client left during login", { target: this.name, connection: id });
+        return;
+      }
       const failure = asProxyError(err, "login failed");
       this.failedLogins++;
       this.lastError = { message: failure.message, fix: failure.fix, at: new Date() };
@@ -359,11 +366,15 @@ export class TargetProxy extends EventEmitter {
         : err instanceof ProxyError
           ? err
           : err instanceof DOMException && err.name === "TimeoutError"
-            ? new ProxyError("the client did not complete its startup in time", "connect with a PostgreSQL client; rdsd waits 10 s for the startup packet", SqlState.protocolViolation)
+            ? new ProxyError("the client did not complete its startup in time", `connect with a PostgreSQL client; rdsd waits ${describeMs(this.options.startupTimeoutMs ?? DEFAULT_STARTUP_TIMEOUT_MS)} for the startup packet`, SqlState.protocolViolation)
             : asProxyError(err, "startup");
     this.logger.info("client startup refused", { target: this.name, connection: id, error: failure.message });
     tellAndClose(stream, failure);
   }
+}
+
+function describeMs(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
 }
 
 function cancelPacket(key: { processId: number; secretKey: Buffer }): Buffer {
