@@ -132,19 +132,21 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     waitForSession: (match, timeoutMs = 10_000) => waitForSession(service, match, timeoutMs),
     close: async () => {
       service.terminateAll("emulator closed");
+      http.terminateWebSockets();
       server.closeAllConnections();
       server.close();
       await once(server, "close");
     },
   };
 
-  const server: Server = createEmulatorServer({
+  const http = createEmulatorServer({
     service,
     region,
     credentials,
     admin: (method, path, query, body) => adminCall(emulator, method, path, query, body),
     log,
   });
+  const server: Server = http.server;
   server.listen(options.port ?? 0, host);
   await once(server, "listening");
   port = (server.address() as AddressInfo).port;

@@ -33,8 +33,14 @@ export class AdminError extends Error {
   }
 }
 
+export interface EmulatorServer {
+  server: Server;
+  /** Ends every websocket at once (including ones still waiting for OpenDataChannel). */
+  terminateWebSockets(): void;
+}
+
 /** One HTTP server for the SSM API (JSON 1.1), the data-channel websockets and the admin API. */
-export function createEmulatorServer(options: HttpServerOptions): Server {
+export function createEmulatorServer(options: HttpServerOptions): EmulatorServer {
   const wss = new WebSocketServer({ noServer: true, maxPayload: 16 << 20 });
   const server = createServer((req, res) => {
     if (!isLoopback(stripV4Mapped(req.socket.remoteAddress ?? ""))) {
@@ -56,11 +62,14 @@ export function createEmulatorServer(options: HttpServerOptions): Server {
     const sessionId = match[1]!;
     wss.handleUpgrade(req, socket, head, (ws) => acceptDataChannel(options, ws, sessionId));
   });
-  server.on("close", () => {
+  const terminateWebSockets = () => {
     for (const ws of wss.clients) ws.terminate();
+  };
+  server.on("close", () => {
+    terminateWebSockets();
     wss.close();
   });
-  return server;
+  return { server, terminateWebSockets };
 }
 
 function stripV4Mapped(address: string): string {
