@@ -220,6 +220,25 @@ describe("rdsd CLI against a real daemon", () => {
     expect(logs.stdout).not.toContain("app-secret");
   });
 
+  it("doctor checks the config, CA file and ports, and fails on a port another program holds", async () => {
+    const squatter = net.createServer();
+    await new Promise<void>((resolve) => squatter.listen(0, "127.0.0.1", () => resolve()));
+    const taken = (squatter.address() as net.AddressInfo).port;
+    const doctorConfig = join(dir.path, "doctor.yaml");
+    await writeFile(doctorConfig, `defaults:\n  user: app\n  auth: { password: { env: APP_PASSWORD } }\n  tls: { ca: ${rds.caPath} }\n  tunnel: { driver: direct }\ntargets:\n  orders:\n    host: ${HOST}\n    listen: "127.0.0.1:${ports.orders}"\n  squatted:\n    host: ${HOST}\n    listen: "127.0.0.1:${taken}"\n`);
+    try {
+      const result = await rdsd(["doctor", "--config", doctorConfig]);
+      expect(result.code).toBe(1);
+      expect(result.stdout).toMatch(/config\s+ok\s+2 target\(s\)/);
+      expect(result.stdout).toMatch(/daemon\s+ok\s+running, pid \d+/);
+      expect(result.stdout).toMatch(new RegExp(`ca file\\s+ok\\s+1 certificates at ${rds.caPath}`));
+      expect(result.stdout).toMatch(new RegExp(`port orders 127\\.0\\.0\\.1:${ports.orders}\\s+ok\\s+in use by rdsd for this target`));
+      expect(result.stdout).toMatch(new RegExp(`port squatted 127\\.0\\.0\\.1:${taken}\\s+FAIL\\s+taken by another program`));
+    } finally {
+      squatter.close();
+    }
+  });
+
   it("stops gracefully: exit 0, socket gone, then status says not running", async () => {
     const { pid } = await status();
     const stopped = await rdsd(["stop"]);

@@ -67,6 +67,8 @@ export async function probeTarget(name: string, inputs: ProbeInputs, driver: str
       const parameters: StartupParameter[] = [textParameter("user", inputs.upstream.user), textParameter("application_name", "rdsd test")];
       if (inputs.database) parameters.push(textParameter("database", inputs.database));
       const session = await loginUpstream(socket!, inputs.upstream, { majorVersion: 3, minorVersion: 0, parameters }, Promise.resolve(secret as UpstreamSecret), signal);
+      const refusal = greetingError(session.greeting);
+      if (refusal) throw refusal;
       return { value: session.pending, detail: `logged in as ${inputs.upstream.user}${inputs.database ? ` to ${inputs.database}` : ""} (${inputs.upstream.auth.method === "iam" ? "IAM token" : "password"})` };
     });
     await run("query", async () => {
@@ -82,6 +84,21 @@ export async function probeTarget(name: string, inputs: ProbeInputs, driver: str
     stream?.destroy();
   }
   return { target: name, ok: !failed, stages: fillSkipped(stages) };
+}
+
+/** A FATAL after AuthenticationOk (no such database, too many connections) ends the greeting. */
+function greetingError(greeting: Buffer): ProxyError | undefined {
+  let rest = greeting;
+  for (;;) {
+    const result = readBackendFrame(rest, 1 << 20);
+    if (result.status !== "ok") return undefined;
+    if (result.frame.type === "E") {
+      const fields = decodeErrorFields(result.frame.body);
+      const fix = fields.code === "3D000" ? "set the target's database to one that exists (clients without one get the user's name)" : (fields.hint ?? "see the database's message");
+      return new ProxyError(`the server refused the session: ${fields.message}`, fix);
+    }
+    rest = rest.subarray(result.frame.raw.length);
+  }
 }
 
 function fillSkipped(stages: ProbeStage[]): ProbeStage[] {

@@ -41,14 +41,27 @@ function adapt(tunnel: Tunnel, target: TargetConfig, api: SsmApi): TunnelHandle 
       const s = tunnel.status();
       return { state: s.state, sessionIds: s.sessionIds, lastError: s.lastError ? { message: s.lastError.message, fix: s.lastError.fix } : null };
     },
-    checkBastion: async () => {
-      const bastion = target.bastion!;
-      const instanceId = await new BastionResolver(bastion, api).resolve(AbortSignal.timeout(15_000));
-      const [found] = await api.describeInstances([{ Key: "InstanceIds", Values: [instanceId] }], AbortSignal.timeout(15_000));
-      const how = "instanceId" in bastion ? "configured instance" : `tag ${bastion.tag.key}=${bastion.tag.value}`;
-      if (!found) return { instanceId, online: false, detail: `${instanceId} is not a managed instance in SSM (${api.region}): check the id and the instance's SSM agent and role` };
-      return { instanceId, online: found.online, detail: found.online ? `${how}, agent ${found.agentVersion ?? "unknown"}` : `start the instance or its SSM agent (\`aws ssm describe-instance-information --filters Key=InstanceIds,Values=${instanceId}\`)` };
-    },
+    checkBastion: () => checkWith(target, api),
     on: (event, listener) => tunnel.on(event, () => listener()),
   };
+}
+
+/** The target's bastion as SSM sees it (DescribeInstanceInformation): for `rdsd test` and `rdsd doctor`. */
+export async function bastionCheck(target: TargetConfig, context: Omit<TunnelContext, "logger">): Promise<{ instanceId: string; online: boolean; detail: string }> {
+  const api = new SsmApi({ region: context.region, profile: context.profile, credentials: context.credentials });
+  try {
+    return await checkWith(target, api);
+  } finally {
+    api.destroy();
+  }
+}
+
+async function checkWith(target: TargetConfig, api: SsmApi): Promise<{ instanceId: string; online: boolean; detail: string }> {
+  const bastion = target.bastion;
+  if (!bastion) throw new Error(`target ${target.name} has no bastion`);
+  const instanceId = await new BastionResolver(bastion, api).resolve(AbortSignal.timeout(15_000));
+  const [found] = await api.describeInstances([{ Key: "InstanceIds", Values: [instanceId] }], AbortSignal.timeout(15_000));
+  const how = "instanceId" in bastion ? "configured instance" : `tag ${bastion.tag.key}=${bastion.tag.value}`;
+  if (!found) return { instanceId, online: false, detail: `${instanceId} is not a managed instance in SSM (${api.region}): check the id, and the instance's SSM agent and role` };
+  return { instanceId, online: found.online, detail: found.online ? `${how}, agent ${found.agentVersion ?? "unknown"}` : `start the instance or its SSM agent (\`aws ssm describe-instance-information --filters Key=InstanceIds,Values=${instanceId}\`)` };
 }

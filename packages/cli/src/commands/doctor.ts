@@ -1,1 +1,24 @@
-export async function doctorCommand(_o: { config?: string; json?: boolean }): Promise<number> { throw new Error("not yet"); }
+import { homedir } from "node:os";
+import { resolveConfigPath } from "@rdsd/config";
+import { controlSocketPath, stateDir } from "@rdsd/control";
+import { runDoctor, type DoctorCheck } from "@rdsd/daemon";
+import { EXIT } from "../exit.js";
+import { paintFor, table } from "../terminal.js";
+
+/** `rdsd doctor`: every check with its finding; exit 1 when one fails. */
+export async function doctorCommand(opts: { config?: string; json?: boolean }): Promise<number> {
+  const configPath = resolveConfigPath({ ...(opts.config ? { flag: opts.config } : {}), env: process.env, home: homedir() });
+  const checks = await runDoctor({ configPath, stateDir: stateDir(), socketPath: controlSocketPath() });
+  const ok = !checks.some((c) => c.status === "fail");
+  if (opts.json) process.stdout.write(JSON.stringify({ ok, checks }, null, 2) + "\n");
+  else process.stdout.write(formatDoctor(checks) + "\n");
+  return ok ? EXIT.ok : EXIT.failure;
+}
+
+function formatDoctor(checks: DoctorCheck[]): string {
+  const paint = paintFor(process.stdout);
+  const mark = { ok: paint.green("ok"), warn: paint.yellow("warn"), fail: paint.red("FAIL"), skip: paint.dim("skip") };
+  const lines = [table(checks.map((c) => [c.name, mark[c.status], c.detail]))];
+  for (const c of checks.filter((c) => c.fix && (c.status === "fail" || c.status === "warn"))) lines.push(`${c.name}: ${c.fix}`);
+  return lines.join("\n");
+}

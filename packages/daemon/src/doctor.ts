@@ -1,0 +1,166 @@
+import { access, constants, readFile } from "node:fs/promises";
+import net from "node:net";
+import { delimiter, join } from "node:path";
+import { ConfigError, loadConfig, type RdsdConfig, type TargetConfig } from "@rdsd/config";
+import { answers, requestDaemon, type DaemonStatus } from "@rdsd/control";
+import { credentialProviderFor, describeCredentialError, resolveRegion } from "@rdsd/iam";
+import { parseBundle, RDS_CA_BUNDLE_URL, rdsCaBundlePath } from "./rds-ca-bundle.js";
+import { bastionCheck } from "./ssm-tunnels.js";
+
+export type DoctorStatus = "ok" | "warn" | "fail" | "skip";
+
+export interface DoctorCheck {
+  /** "config", "daemon", "region", "credentials", "bastion orders-dev", "ca bundle", "port orders-dev 127.0.0.1:6432", "plugin" */
+  name: string;
+  status: DoctorStatus;
+  detail: string;
+  /** What to do, for warn and fail. */
+  fix: string | null;
+}
+
+export interface DoctorOptions {
+  configPath: string;
+  stateDir: string;
+  socketPath: string;
+  env?: NodeJS.ProcessEnv;
+  now?: () => Date;
+}
+
+const SSO_EXPIRY_WARNING_MS = 60 * 60_000;
+
+/** `rdsd doctor`: checks this machine for every configured target, each check on its own. */
+export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> {
+  const checks: DoctorCheck[] = [];
+  const add = (check: DoctorCheck) => checks.push(check);
+  let config: RdsdConfig;
+  try {
+    config = await loadConfig(options.configPath);
+    add({ name: "config", status: "ok", detail: `${config.targets.length} target(s) in ${config.file}`, fix: null });
+  } catch (err) {
+    add({ name: "config", status: "fail", detail: err instanceof ConfigError ? err.message : (err as Error).message, fix: "fix the config file (see config/README.md)" });
+    return checks;
+  }
+
+  const daemon = await daemonStatus(options.socketPath);
+  add(daemon ? { name: "daemon", status: "ok", detail: `running, pid ${daemon.pid}, socket ${options.socketPath}`, fix: null } : { name: "daemon", status: "warn", detail: `not running (socket ${options.socketPath})`, fix: "`rdsd start`, or `rdsd install-service` to run it at login" });
+
+  const needsAws = config.targets.filter((t) => t.auth.kind === "iam" || t.tunnel.driver !== "direct");
+  let region: string | undefined;
+  if (needsAws.length > 0) {
+    try {
+      const resolved = await resolveRegion({ region: config.aws.region, profile: config.aws.profile, host: needsAws[0]!.host, env: options.env });
+      region = resolved.region;
+      add({ name: "region", status: "ok", detail: `${resolved.region} (from ${resolved.source})`, fix: null });
+    } catch (err) {
+      add({ name: "region", status: "fail", detail: (err as Error).message, fix: "set aws.region in the config, or AWS_REGION" });
+    }
+    add(await credentialsCheck(config, options.now ?? (() => new Date())));
+  } else {
+    add({ name: "credentials", status: "skip", detail: "no target uses IAM or SSM", fix: null });
+  }
+
+  for (const target of config.targets.filter((t) => t.tunnel.driver !== "direct")) {
+    if (!region) {
+      add({ name: `bastion ${target.name}`, status: "skip", detail: "no region", fix: null });
+      continue;
+    }
+    try {
+      const found = await bastionCheck(target, { region, profile: config.aws.profile, credentials: credentialProviderFor({ profile: config.aws.profile }) });
+      add({ name: `bastion ${target.name}`, status: found.online ? "ok" : "fail", detail: found.online ? `${found.instanceId} online (${found.detail})` : `${found.instanceId} is not online in SSM`, fix: found.online ? null : found.detail });
+    } catch (err) {
+      const problem = err as Error & { fix?: string };
+      add({ name: `bastion ${target.name}`, status: "fail", detail: problem.message, fix: problem.fix ?? "check the bastion settings" });
+    }
+  }
+
+  for (const check of await caChecks(config.targets, options.stateDir)) add(check);
+  for (const check of await portChecks(config.targets, daemon)) add(check);
+  for (const target of config.targets.filter((t) => t.tunnel.driver === "plugin")) add(await pluginCheck(target, options.env ?? process.env));
+  return checks;
+}
+
+async function daemonStatus(socketPath: string): Promise<DaemonStatus | undefined> {
+  if (!(await answers(socketPath))) return undefined;
+  return requestDaemon("status", {}, { socketPath, timeoutMs: 5_000 }).catch(() => undefined);
+}
+
+async function credentialsCheck(config: RdsdConfig, now: () => Date): Promise<DoctorCheck> {
+  const profile = config.aws.profile;
+  const from = profile ? `profile ${profile}` : "the default chain (AWS_PROFILE, env, default profile, instance role)";
+  try {
+    const identity = await credentialProviderFor({ profile })();
+    const key = `access key ...${identity.accessKeyId.slice(-4)}`;
+    if (!identity.expiration) return { name: "credentials", status: "ok", detail: `${key} from ${from}, no expiry`, fix: null };
+    const left = identity.expiration.getTime() - now().getTime();
+    const when = `expire in ${Math.max(0, Math.round(left / 60_000))} min (${identity.expiration.toISOString()})`;
+    if (left < SSO_EXPIRY_WARNING_MS) return { name: "credentials", status: "warn", detail: `${key} from ${from}, ${when}`, fix: `renew soon: \`aws sso login${profile ? ` --profile ${profile}` : ""}\`` };
+    return { name: "credentials", status: "ok", detail: `${key} from ${from}, ${when}`, fix: null };
+  } catch (err) {
+    const { message, fix } = describeCredentialError(err, profile);
+    return { name: "credentials", status: "fail", detail: message, fix };
+  }
+}
+
+async function caChecks(targets: TargetConfig[], stateDir: string): Promise<DoctorCheck[]> {
+  const checks: DoctorCheck[] = [];
+  const cas = [...new Set(targets.map((t) => t.tls.ca))];
+  for (const ca of cas) {
+    const users = targets.filter((t) => t.tls.ca === ca).map((t) => t.name).join(", ");
+    const path = ca === "rds" ? rdsCaBundlePath(stateDir) : ca;
+    const name = ca === "rds" ? "rds ca bundle" : `ca file`;
+    try {
+      const count = parseBundle(await readFile(path, "utf8"));
+      checks.push({ name, status: "ok", detail: `${count} certificates at ${path} (for ${users})`, fix: null });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (ca === "rds" && code === "ENOENT") {
+        checks.push({ name, status: "warn", detail: `not downloaded yet; rdsd fetches it once from ${RDS_CA_BUNDLE_URL} into ${path}`, fix: "nothing to do if this machine reaches truststore.pki.rds.amazonaws.com; otherwise download it there by hand" });
+      } else {
+        checks.push({ name, status: "fail", detail: `${path}: ${code ?? (err as Error).message} (for ${users})`, fix: ca === "rds" ? `delete it and let rdsd download it again from ${RDS_CA_BUNDLE_URL}` : "point tls.ca at a readable PEM file of CA certificates" });
+      }
+    }
+  }
+  return checks;
+}
+
+async function portChecks(targets: TargetConfig[], daemon: DaemonStatus | undefined): Promise<DoctorCheck[]> {
+  const checks: DoctorCheck[] = [];
+  for (const target of targets) {
+    for (const address of target.listen) {
+      const shown = net.isIPv6(address.host) ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
+      const name = `port ${target.name} ${shown}`;
+      if (daemon?.targets.some((t) => t.name === target.name && t.listen.includes(shown))) {
+        checks.push({ name, status: "ok", detail: "in use by rdsd for this target", fix: null });
+        continue;
+      }
+      const problem = await bindProblem(address.host, address.port);
+      if (problem === null) checks.push({ name, status: "ok", detail: "free", fix: null });
+      else if (problem === "EADDRNOTAVAIL" || problem === "EAFNOSUPPORT") checks.push({ name, status: "warn", detail: `${address.host} is not available on this machine`, fix: "fine if the other loopback address works; or listen on 127.0.0.1 only" });
+      else checks.push({ name, status: "fail", detail: `taken by another program (${problem})`, fix: `free it (\`lsof -i :${address.port}\`) or change targets.${target.name}.listen` });
+    }
+  }
+  return checks;
+}
+
+function bindProblem(host: string, port: number): Promise<string | null> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once("error", (err: NodeJS.ErrnoException) => resolve(err.code ?? "error"));
+    server.listen({ host, port, exclusive: true }, () => server.close(() => resolve(null)));
+  });
+}
+
+async function pluginCheck(target: TargetConfig, env: NodeJS.ProcessEnv): Promise<DoctorCheck> {
+  const name = `plugin ${target.name}`;
+  const wanted = target.tunnel.pluginPath;
+  const candidates = wanted.includes("/") ? [wanted] : (env.PATH ?? "").split(delimiter).filter(Boolean).map((dir) => join(dir, wanted));
+  for (const candidate of candidates) {
+    try {
+      await access(candidate, constants.X_OK);
+      return { name, status: "ok", detail: candidate, fix: null };
+    } catch {
+      // next
+    }
+  }
+  return { name, status: "fail", detail: `${wanted} not found${wanted.includes("/") ? "" : " on PATH"}`, fix: "install the Session Manager plugin (https://docs.aws.amazon.com/systems-manager/latest/userguide/session-manager-working-with-install-plugin.html), or use tunnel.driver: native" };
+}

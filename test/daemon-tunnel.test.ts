@@ -1,0 +1,129 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { readdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { DaemonStatus, ProbeReport } from "@rdsd/control";
+import type { DoctorCheck } from "@rdsd/daemon";
+import { startEmulator, type Emulator } from "@rdsd/ssm-emulator";
+import { freePort, makeRdsLikeTls, runCommand, startPostgres, tempDir, type PostgresServer, type RdsLikeTls, type TempDir } from "@rdsd/testkit";
+
+// A real daemon process with the native SSM tunnel against the emulator (running in this test process,
+// so its sessions can be inspected): restart replaces the session, SIGTERM terminates it on "AWS".
+
+const RDSD = fileURLToPath(new URL("../packages/cli/bin/rdsd.js", import.meta.url));
+const HOST = "orders-dev.abc123xyz.eu-west-2.rds.amazonaws.com";
+const BASTION = "i-0a1b2c3d4e5f60718";
+
+let pgServer: PostgresServer;
+let rds: RdsLikeTls;
+let dir: TempDir;
+let emulator: Emulator;
+let env: NodeJS.ProcessEnv;
+let configPath: string;
+let port: number;
+
+beforeAll(async () => {
+  rds = await makeRdsLikeTls(HOST);
+  pgServer = await startPostgres({ tls: { certPem: rds.certPem, keyPem: rds.keyPem }, hba: ["hostssl all app 127.0.0.1/32 scram-sha-256"] });
+  await pgServer.admin("CREATE ROLE app LOGIN PASSWORD 'app-secret'");
+  emulator = await startEmulator({ instances: [{ instanceId: BASTION, tags: { Name: "db-bastion" } }], hostMap: [{ from: `${HOST}:5432`, to: `127.0.0.1:${pgServer.port}` }] });
+  dir = await tempDir("rdsd-tunnel-");
+  port = await freePort();
+  configPath = join(dir.path, "rdsd.yaml");
+  await writeFile(
+    configPath,
+    `aws: { region: eu-west-2 }\ntargets:\n  orders:\n    host: ${HOST}\n    listen: "127.0.0.1:${port}"\n    user: app\n    database: postgres\n    auth: { password: { env: APP_PASSWORD } }\n    tls: { ca: ${rds.caPath} }\n    bastion: { tag: "Name=db-bastion" }\n    tunnel: { driver: native }\n`,
+  );
+  env = {
+    ...process.env,
+    RDSD_STATE_DIR: join(dir.path, "state"),
+    RDSD_RUNTIME_DIR: join(dir.path, "run"),
+    APP_PASSWORD: "app-secret",
+    AWS_ACCESS_KEY_ID: emulator.credentials.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: emulator.credentials.secretAccessKey,
+    AWS_ENDPOINT_URL_SSM: emulator.endpoint,
+    AWS_CONFIG_FILE: join(dir.path, "none"),
+    AWS_SHARED_CREDENTIALS_FILE: join(dir.path, "none"),
+    AWS_EC2_METADATA_DISABLED: "true",
+    AWS_PROFILE: "",
+    NO_COLOR: "1",
+  };
+});
+
+afterAll(async () => {
+  await emulator?.close();
+  await pgServer?.stop();
+  await rds?.cleanup();
+  await dir?.cleanup();
+});
+
+function rdsd(args: string[]) {
+  return runCommand(process.execPath, [RDSD, ...args], { env, timeoutMs: 60_000 });
+}
+
+async function status(): Promise<DaemonStatus> {
+  return JSON.parse((await rdsd(["status", "--json"])).stdout) as DaemonStatus;
+}
+
+/** Pids whose parent is `pid` (Linux /proc). */
+async function childrenOf(pid: number): Promise<number[]> {
+  const found: number[] = [];
+  for (const entry of (await readdir("/proc")).filter((e) => /^\d+$/.test(e))) {
+    const stat = await readFile(`/proc/${entry}/stat`, "utf8").catch(() => "");
+    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    if (ppid === pid) found.push(Number(entry));
+  }
+  return found;
+}
+
+describe("daemon with the native SSM tunnel (emulator)", () => {
+  it("serves through a session, restarts it, checks bastion and credentials, and terminates it on SIGTERM", async () => {
+    const daemon: ChildProcess = spawn(process.execPath, [RDSD, "daemon", "--config", configPath], { env, stdio: ["ignore", "ignore", "pipe"] });
+    let output = "";
+    const exited = once(daemon, "exit");
+    try {
+      await new Promise<void>((resolve, reject) => {
+        daemon.stderr!.on("data", (c: Buffer) => ((output += c.toString()), output.includes("rdsd is running") && resolve()));
+        daemon.once("exit", (code) => reject(new Error(`daemon exited with ${code}: ${output}`)));
+      });
+      const client = new pg.Client({ host: "127.0.0.1", port, user: "anyone", database: "postgres" });
+      await client.connect();
+      expect((await client.query<{ u: string }>("SELECT current_user AS u")).rows[0]!.u).toBe("app");
+      await client.end();
+
+      const first = (await status()).targets[0]!;
+      expect(first).toMatchObject({ state: "ready", driver: "native", lastError: null });
+      expect(first.sessionIds).toHaveLength(1);
+      expect(emulator.sessions({ active: true }).map((s) => s.sessionId)).toEqual(first.sessionIds);
+
+      const probe = JSON.parse((await rdsd(["test", "orders", "--json"])).stdout) as ProbeReport;
+      expect(probe.ok, JSON.stringify(probe.stages)).toBe(true);
+      expect(probe.stages.find((s) => s.name === "bastion")).toMatchObject({ status: "ok", detail: `${BASTION} online (tag Name=db-bastion, agent ${emulator.instances()[0]!.agentVersion})` });
+
+      const doctor = await rdsd(["doctor", "--config", configPath, "--json"]);
+      const checks = (JSON.parse(doctor.stdout) as { checks: DoctorCheck[] }).checks;
+      const byName = (name: string) => checks.find((c) => c.name === name);
+      expect(doctor.code, doctor.stdout).toBe(0);
+      expect(byName("credentials")).toMatchObject({ status: "ok", detail: expect.stringContaining(`access key ...${emulator.credentials.accessKeyId.slice(-4)}`) });
+      expect(byName("region")).toMatchObject({ status: "ok", detail: "eu-west-2 (from explicit)" });
+      expect(byName("bastion orders")).toMatchObject({ status: "ok" });
+      expect(byName(`port orders 127.0.0.1:${port}`)).toMatchObject({ status: "ok", detail: "in use by rdsd for this target" });
+
+      expect((await rdsd(["restart", "orders"])).code).toBe(0);
+      await expect.poll(async () => (await status()).targets[0]!.sessionIds, { timeout: 15_000 }).not.toEqual(first.sessionIds);
+      expect(emulator.session(first.sessionIds[0]!)!.state).toBe("Terminated");
+
+      const children = await childrenOf(daemon.pid!);
+      daemon.kill("SIGTERM");
+      const [code] = await exited;
+      expect(code).toBe(0);
+      expect(emulator.sessions({ active: true })).toEqual([]);
+      for (const child of children) expect(await readFile(`/proc/${child}/stat`, "utf8").catch(() => "gone")).toBe("gone");
+    } finally {
+      if (daemon.exitCode === null) daemon.kill("SIGKILL");
+    }
+  }, 60_000);
+});
