@@ -121,16 +121,22 @@ describe("throughput (emulator with the agent's pacing)", () => {
   it("N sessions are measurably faster than one for N parallel transfers", async () => {
     const N = 3;
     const one = await startTunnel(emulator, 1);
-    const oneSeconds = await parallelDownload(one, N);
-    await one.stop();
     const many = await startTunnel(emulator, N);
-    const manySeconds = await parallelDownload(many, N);
+    // Best of two rounds each, interleaved: the machine is shared, and load only ever makes a run slower.
+    let oneSeconds = Infinity;
+    let manySeconds = Infinity;
+    for (let round = 0; round < 2; round++) {
+      oneSeconds = Math.min(oneSeconds, await parallelDownload(one, N));
+      manySeconds = Math.min(manySeconds, await parallelDownload(many, N));
+    }
+    await one.stop();
     await many.stop();
     const mb = (N * DOWNLOAD_BYTES) / 1e6;
     console.log(
       `${N} parallel downloads of ${DOWNLOAD_BYTES / 1e3} kB under pacing: 1 session ${oneSeconds.toFixed(2)} s (${(mb / oneSeconds).toFixed(2)} MB/s), ` +
         `${N} sessions ${manySeconds.toFixed(2)} s (${(mb / manySeconds).toFixed(2)} MB/s), x${(oneSeconds / manySeconds).toFixed(2)}`,
     );
+    // Ideal is x3 (the agent paces each session); x2.6-2.9 is typical here.
     expect(oneSeconds / manySeconds).toBeGreaterThan(1.8);
-  }, 60_000);
+  }, 90_000);
 });
