@@ -101,7 +101,8 @@ program
   .description("write the systemd user unit (Linux) or the launchd agent (macOS) for this machine")
   .addOption(configOption())
   .option("--print", "only print it")
-  .action((opts: { config?: string; print?: boolean }) => run(async () => (await import("./commands/install-service.js")).installServiceCommand(opts))());
+  .addOption(new Option("--platform <name>", "linux or darwin (default: this machine)").choices(["linux", "darwin"]).hideHelp())
+  .action((opts: { config?: string; print?: boolean; platform?: string }) => run(async () => (await import("./commands/install-service.js")).installServiceCommand(opts))());
 
 program
   .command("demo")

@@ -1,0 +1,94 @@
+import { execFileSync } from "node:child_process";
+import { mkdir, readFile, realpath, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCommand, tempDir, type TempDir } from "@rdsd/testkit";
+import { launchdPlist, systemdUnit } from "../packages/cli/src/service-units.js";
+
+const RDSD = fileURLToPath(new URL("../packages/cli/bin/rdsd.js", import.meta.url));
+const REPO = fileURLToPath(new URL("..", import.meta.url));
+const has = (tool: string) => {
+  try {
+    execFileSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+};
+const hasSystemdAnalyze = has("systemd-analyze");
+const hasPython = has("python3");
+
+let dir: TempDir;
+beforeAll(async () => {
+  dir = await tempDir("rdsd-service-");
+  await mkdir(join(dir.path, "xdg-runtime"), { mode: 0o700 });
+});
+afterAll(async () => dir?.cleanup());
+
+function rdsd(args: string[], env: NodeJS.ProcessEnv = {}) {
+  return runCommand(process.execPath, [RDSD, ...args], { env: { ...process.env, HOME: join(dir.path, "home"), XDG_CONFIG_HOME: "", ...env } });
+}
+
+/** systemd's own checker, as a user unit. */
+function verifyUnit(path: string) {
+  return runCommand("systemd-analyze", ["verify", "--user", path], { env: { ...process.env, XDG_RUNTIME_DIR: join(dir.path, "xdg-runtime") } });
+}
+
+/** The plist through a real property-list parser (Python's plistlib). */
+async function parsePlist(text: string): Promise<Record<string, unknown>> {
+  const result = await runCommand("python3", ["-c", "import json,plistlib,sys; print(json.dumps(plistlib.loads(sys.stdin.buffer.read())))"], { input: text });
+  expect(result.stderr).toBe("");
+  return JSON.parse(result.stdout) as Record<string, unknown>;
+}
+
+describe("service units", () => {
+  it("keeps the repository's unit and plist in sync with what install-service writes", async () => {
+    expect(await readFile(join(REPO, "systemd/rdsd.service"), "utf8")).toBe(systemdUnit({ node: "/usr/bin/env", script: "rdsd" }));
+    expect(await readFile(join(REPO, "launchd/dev.rdsd.daemon.plist"), "utf8")).toBe(launchdPlist({ node: "/usr/bin/env", script: "rdsd" }, "/tmp"));
+  });
+
+  it("install-service writes the systemd user unit with this machine's node and rdsd paths", async () => {
+    const result = await rdsd(["install-service", "--platform", "linux", "--config", "conf/my rdsd.yaml"]);
+    expect(result.code, result.stderr).toBe(0);
+    const path = join(dir.path, "home", ".config", "systemd", "user", "rdsd.service");
+    expect(result.stdout).toContain(`wrote ${path}`);
+    const unit = await readFile(path, "utf8");
+    const configPath = join(process.cwd(), "conf/my rdsd.yaml");
+    expect(unit).toContain(`ExecStart=${process.execPath} ${await realpath(RDSD)} daemon --config "${configPath}"\n`);
+    expect(unit).toContain("Restart=on-failure\n");
+    const printed = await rdsd(["install-service", "--platform", "linux", "--print"]);
+    expect(printed.stdout).toContain(`ExecStart=${process.execPath} ${await realpath(RDSD)} daemon\n`);
+  });
+
+  it.skipIf(!hasSystemdAnalyze)("passes systemd-analyze verify (repository copy and generated unit)", async () => {
+    for (const path of [join(REPO, "systemd/rdsd.service"), join(dir.path, "home", ".config", "systemd", "user", "rdsd.service")]) {
+      const result = await verifyUnit(path);
+      expect(result.code, `${path}: ${result.stderr}`).toBe(0);
+      expect(result.stderr).toBe("");
+    }
+    // The checker does catch a broken unit.
+    const broken = join(dir.path, "broken.service");
+    await writeFile(broken, systemdUnit({ node: "relative/node", script: "x" }));
+    expect((await verifyUnit(broken)).code).not.toBe(0);
+  });
+
+  it.skipIf(!hasPython)("writes a LaunchAgent plist that parses with its required keys", async () => {
+    for (const text of [
+      await readFile(join(REPO, "launchd/dev.rdsd.daemon.plist"), "utf8"),
+      (await rdsd(["install-service", "--platform", "darwin", "--print", "--config", "/x/a&b <c>.yaml"])).stdout,
+    ]) {
+      const plist = await parsePlist(text);
+      expect(plist.Label).toBe("dev.rdsd.daemon");
+      expect(plist.RunAtLoad).toBe(true);
+      expect(plist.KeepAlive).toEqual({ SuccessfulExit: false });
+      expect(String(plist.StandardOutPath)).toMatch(/^\/.+rdsd\.out\.log$/);
+      expect(String(plist.StandardErrorPath)).toMatch(/^\/.+rdsd\.err\.log$/);
+      const args = plist.ProgramArguments as string[];
+      expect(args.slice(2, 3)).toEqual(["daemon"]);
+    }
+    const generated = await parsePlist((await rdsd(["install-service", "--platform", "darwin", "--print", "--config", "/x/a&b <c>.yaml"])).stdout);
+    expect(generated.ProgramArguments).toEqual([process.execPath, await realpath(RDSD), "daemon", "--config", "/x/a&b <c>.yaml"]);
+    expect(generated.StandardOutPath).toBe(join(dir.path, "home", "Library", "Logs", "rdsd.out.log"));
+  });
+});
