@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { Signer } from "@aws-sdk/rds-signer";
 import { createCertificateAuthority, issueLocalhostCertificate, type CertificateAuthority, type PemKeyPair } from "@rdsd/certs";
 import { describeCredentialError, IamTokenCache, staticCredentialProvider } from "@rdsd/iam";
-import { DirectDialer, iamAuth, TargetProxy, type TargetProxyOptions, type UpstreamAuth } from "@rdsd/proxy";
+import { DirectDialer, iamAuth, TargetProxy, type ProxyLogger, type TargetProxyOptions, type UpstreamAuth } from "@rdsd/proxy";
 import { makeRdsLikeTls, startPostgres, tempDir, type PostgresServer, type RdsLikeTls, type TempDir } from "@rdsd/testkit";
 
 export const RDS_HOST = "orders-dev.abc123xyz.eu-west-2.rds.amazonaws.com";
@@ -115,7 +115,7 @@ export async function startProxyWorld(): Promise<ProxyWorld> {
     async close() {
       await Promise.all([...running].map((r) => r.stop()));
       await pg.stop();
-      await dir.cleanup();
+      await Promise.all([dir.cleanup(), rds.cleanup()]);
     },
   };
 }
@@ -135,5 +135,79 @@ export function readUntilClose(socket: Socket | import("node:tls").TLSSocket): P
     socket.on("data", (c: Buffer) => chunks.push(c));
     socket.on("error", () => {});
     socket.once("close", () => resolve(Buffer.concat(chunks)));
+  });
+}
+
+export interface LogEntry {
+  level: "debug" | "info" | "warn" | "error";
+  message: string;
+  fields: Record<string, unknown>;
+}
+
+/** A ProxyLogger that keeps what the proxy says, so tests can wait for an event the proxy only logs. */
+export class RecordingLogger implements ProxyLogger {
+  readonly entries: LogEntry[] = [];
+  private readonly waiters = new Set<() => void>();
+
+  debug(message: string, fields: Record<string, unknown> = {}): void {
+    this.record({ level: "debug", message, fields });
+  }
+  info(message: string, fields: Record<string, unknown> = {}): void {
+    this.record({ level: "info", message, fields });
+  }
+  warn(message: string, fields: Record<string, unknown> = {}): void {
+    this.record({ level: "warn", message, fields });
+  }
+  error(message: string, fields: Record<string, unknown> = {}): void {
+    this.record({ level: "error", message, fields });
+  }
+
+  /** Entries with this message. */
+  named(message: string): LogEntry[] {
+    return this.entries.filter((e) => e.message === message);
+  }
+
+  /** Resolves with the first entry (already logged or to come) with this message whose fields match (equal, or match a RegExp). */
+  waitFor(message: string, fields: Record<string, unknown> = {}, timeoutMs = 10_000): Promise<LogEntry> {
+    const matches = (actual: unknown, expected: unknown) => (expected instanceof RegExp ? expected.test(String(actual)) : actual === expected);
+    const find = () => this.entries.find((e) => e.message === message && Object.entries(fields).every(([k, v]) => matches(e.fields[k], v)));
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const found = find();
+        if (!found) return;
+        clearTimeout(timer);
+        this.waiters.delete(check);
+        resolve(found);
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(check);
+        reject(new Error(`the proxy did not log "${message}" ${JSON.stringify(fields)} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiters.add(check);
+      check();
+    });
+  }
+
+  private record(entry: LogEntry): void {
+    this.entries.push(entry);
+    for (const waiter of [...this.waiters]) waiter();
+  }
+}
+
+/** Resolves once the proxy has no client connection open (it emits "connection-closed" for each). */
+export function untilIdle(proxy: TargetProxy, timeoutMs = 10_000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      if (proxy.stats().connections !== 0) return;
+      clearTimeout(timer);
+      proxy.off("connection-closed", check);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      proxy.off("connection-closed", check);
+      reject(new Error(`the proxy still has ${proxy.stats().connections} client connection(s) after ${timeoutMs} ms`));
+    }, timeoutMs);
+    proxy.on("connection-closed", check);
+    check();
   });
 }
