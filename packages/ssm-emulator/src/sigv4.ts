@@ -2,7 +2,7 @@ import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
 import { SignatureV4 } from "@smithy/signature-v4";
 import type { Checksum, SourceData } from "@smithy/types";
-import { AwsError, awsErrors } from "./aws-errors.js";
+import { awsErrors } from "./aws-errors.js";
 
 export interface KnownCredential {
   accessKeyId: string;
@@ -125,4 +125,3 @@ export async function verifySigV4(
   return credential;
 }
 
-export { AwsError };
