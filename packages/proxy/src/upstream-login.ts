@@ -79,7 +79,7 @@ function handshake(stream: Duplex, target: Pick<UpstreamTarget, "host" | "ca">, 
     socket.once("error", (err) => {
       signal.removeEventListener("abort", onAbort);
       socket.destroy();
-      reject(tlsFailure(target.host, err as NodeJS.ErrnoException));
+      reject(err instanceof ProxyError ? err : tlsFailure(target.host, err as NodeJS.ErrnoException));
     });
     socket.once("secureConnect", () => {
       signal.removeEventListener("abort", onAbort);
@@ -225,6 +225,8 @@ async function readOrExplain<T>(reader: PacketReader, signal: AbortSignal, parse
     return await reader.next(parse, signal);
   } catch (err) {
     if (err instanceof StreamClosedError) {
+      // A tunnel that closes a stream says why (bastion gone, channel closed): that is the better story.
+      if (err.cause instanceof ProxyError) throw err.cause;
       throw new ProxyError("the server closed the connection during login", "check the server's log, and `rdsd status` for the tunnel", SqlState.connectionFailure);
     }
     if (err instanceof InvalidPacketError) {
