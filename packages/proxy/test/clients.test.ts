@@ -118,6 +118,19 @@ describe("sslmode: the client side is TLS exactly when asked, the upstream alway
     await client.end();
   });
 
+  it("node-postgres with sslnegotiation=direct: TLS from the first byte, ALPN postgresql, verify-full", async () => {
+    const params = new URLSearchParams({ uselibpqcompat: "true", sslmode: "verify-full", sslrootcert: world.localCaPath, sslnegotiation: "direct" });
+    const client = pgClient({ connectionString: `postgresql://someone@localhost:${proxy.port}/orders?${params}` });
+    await client.connect();
+    const { stream, processID } = internals(client);
+    expect(stream instanceof tls.TLSSocket).toBe(true);
+    expect((stream as tls.TLSSocket).authorized).toBe(true);
+    expect((stream as tls.TLSSocket).alpnProtocol).toBe("postgresql");
+    expect((await client.query(UPSTREAM_TLS_SQL)).rows[0].ssl).toBe(true);
+    expect(await proxyView(processID)).toEqual({ tls: true });
+    await client.end();
+  });
+
   it.each(SSL_MODES)("pgbench, sslmode=%s", async (mode) => {
     // The script fails (division by zero, pgbench exits non-zero) unless the server sees TLS.
     const script = join(world.dir.path, "upstream-tls.sql");
@@ -224,6 +237,12 @@ describe("startup parameters reach the server unchanged", () => {
 
     const named = await psql(libpq("prefer", { dbname: "postgres" }), ["SELECT current_database()"]);
     expect(named.stdout.toString().trim()).toBe("postgres");
+  });
+
+  it("a database that does not exist: the server's FATAL reaches psql as it was sent", async () => {
+    const run = await psql(libpq("prefer", { dbname: "no_such_db" }), ["SELECT 1"]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('FATAL:  database "no_such_db" does not exist');
   });
 });
 
@@ -356,6 +375,7 @@ describe("data through the relay", () => {
     expect((await psql(connection, ["CREATE TABLE copy_t (id bigint, payload text)"])).stderr).toBe("");
     // The relay must stream with backpressure: the proxy (in this process) never holds much of the 100 MB.
     const memory = watchBufferMemory();
+    const before = proxy.proxy.stats();
     try {
       const inFile = await open(input, "r");
       const copyIn = await runClient("psql", ["-X", "-w", "-v", "ON_ERROR_STOP=1", "-d", connection, "-c", "COPY copy_t FROM STDIN"], { input: inFile.fd, timeoutMs: 100_000 });
@@ -368,6 +388,10 @@ describe("data through the relay", () => {
       await outFile.close();
       expect(copyOut.stderr).toBe("");
       expect(copyOut.code).toBe(0);
+      // The proxy counted the traffic both ways (TLS records included).
+      const after = proxy.proxy.stats();
+      expect(after.bytesFromClients - before.bytesFromClients).toBeGreaterThan(bytes);
+      expect(after.bytesToClients - before.bytesToClients).toBeGreaterThan(bytes);
       // Uncollected garbage counts too (about 32 MB seen): the bound only tells streaming from holding it all.
       expect(memory.stop()).toBeLessThan(64 * 1024 * 1024);
       const received = await hashFile(output);

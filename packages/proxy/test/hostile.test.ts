@@ -249,25 +249,6 @@ describe("clients that vanish", () => {
     return plain.startTls({ ca: world.localCa.certPem, servername: "localhost" });
   }
 
-  // The dial is held until the client is gone, so the reset lands mid-login every time.
-  it.each([
-    ["after SSLRequest", (port: number) => tlsClient(port)],
-    ["direct", (port: number) => RawConnection.openDirectTls(port, { ca: world.localCa.certPem, servername: "localhost", ALPNProtocols: ["postgresql"] })],
-  ])("a TLS client (%s) that resets (RST) during its login", async (_how, connect) => {
-    const dialer = new GatedDialer(new DirectDialer("127.0.0.1", world.pg.port));
-    const gatedLogger = new RecordingLogger();
-    const gated = await world.startProxy({ user: "scram_user", auth: passwordAuth({ env: "PW" }, { PW: "scram-secret" }), dialer, logger: gatedLogger });
-    const conn = await connect(gated.port);
-    conn.send(startupMessage(LOGIN));
-    await dialer.called;
-    await conn.reset();
-    await untilIdle(gated.proxy);
-    dialer.open();
-    await gatedLogger.waitFor("client left during login", {}, 5_000);
-    expect(gatedLogger.entries.filter((e) => e.level !== "debug")).toEqual([]);
-    await gated.stop();
-  });
-
   it("a TLS client that resets right after a CancelRequest", async () => {
     const conn = await tlsClient(proxy.port);
     conn.send(cancelRequest(12345, Buffer.from([9, 9, 9, 9])));
@@ -275,20 +256,36 @@ describe("clients that vanish", () => {
     await untilIdle(proxy.proxy);
   });
 
-  it("a client that leaves while the proxy is still dialing: not a failed login, nothing to report", async () => {
-    const dialer = new GatedDialer(new DirectDialer("127.0.0.1", world.pg.port));
-    const gatedLogger = new RecordingLogger();
-    const gated = await world.startProxy({ user: "scram_user", auth: passwordAuth({ env: "PW" }, { PW: "scram-secret" }), dialer, logger: gatedLogger });
-    const conn = await RawConnection.open(gated.port);
-    conn.send(startupMessage(LOGIN));
-    await dialer.called;
-    await conn.reset();
-    await untilIdle(gated.proxy);
-    dialer.open(); // the dial now starts with the login's signal already aborted
-    await gatedLogger.waitFor("client left during login", {}, 5_000);
-    expect(gatedLogger.entries.filter((e) => e.level !== "debug")).toEqual([]);
-    expect(gated.proxy.stats()).toMatchObject({ failedLogins: 0, lastError: null });
-    await gated.stop();
+  // The dial is held until the client is gone, so the client leaves mid-login every time.
+  const transports = {
+    plain: (port: number) => RawConnection.open(port),
+    "TLS after SSLRequest": (port: number) => tlsClient(port),
+    "direct TLS": (port: number) => RawConnection.openDirectTls(port, { ca: world.localCa.certPem, servername: "localhost", ALPNProtocols: ["postgresql"] }),
+  };
+  const leavings = {
+    "resets (RST)": (conn: RawConnection) => conn.reset(),
+    "closes (FIN)": async (conn: RawConnection) => {
+      conn.socket.end();
+      await conn.rest();
+    },
+  };
+  describe.each(Object.keys(transports) as Array<keyof typeof transports>)("a %s client", (transport) => {
+    it.each(Object.keys(leavings) as Array<keyof typeof leavings>)("that %s while the proxy is still dialing: noticed at once, not a failed login", async (leaving) => {
+      const dialer = new GatedDialer(new DirectDialer("127.0.0.1", world.pg.port));
+      const gatedLogger = new RecordingLogger();
+      const gated = await world.startProxy({ user: "scram_user", auth: passwordAuth({ env: "PW" }, { PW: "scram-secret" }), dialer, logger: gatedLogger });
+      const conn = await transports[transport](gated.port);
+      conn.send(startupMessage(LOGIN));
+      await dialer.called;
+      await leavings[leaving](conn);
+      // The connection is gone before the dial could even start: the proxy noticed the client, not a timeout.
+      await untilIdle(gated.proxy, 3_000);
+      dialer.open(); // the dial now starts with the login's signal already aborted
+      await gatedLogger.waitFor("client left during login", {}, 5_000);
+      expect(gatedLogger.entries.filter((e) => e.level !== "debug")).toEqual([]);
+      expect(gated.proxy.stats()).toMatchObject({ failedLogins: 0, lastError: null });
+      await gated.stop();
+    });
   });
 
   it("a plain client that resets during its login: not counted as a failed login", async () => {
