@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DaemonStatus, ProbeReport } from "@rdsd/control";
-import { freePort, makeRdsLikeTls, runCommand, startPostgres, tempDir, type PostgresServer, type RdsLikeTls, type TempDir } from "@rdsd/testkit";
+import { freePort, makeRdsLikeTls, pgClientEnv, runCommand, startPostgres, tempDir, type PostgresServer, type RdsLikeTls, type TempDir } from "@rdsd/testkit";
 
 // The CLI end to end against one real daemon process (started with `rdsd start`), a real PostgreSQL with
 // RDS-like TLS behind it (direct driver), and the contract's exit codes.
@@ -211,6 +211,35 @@ describe("rdsd CLI against a real daemon", () => {
     await client.connect();
     expect(await whoAmI(client)).toBe("app");
     await client.end();
+  });
+
+  it("runs psql on a target, passing arguments through", async () => {
+    const result = await runCommand(process.execPath, [RDSD, "psql", "orders", "--", "-X", "-At", "-c", "SELECT current_user || '@' || current_database()"], { env: pgClientEnv(env), timeoutMs: 30_000 });
+    expect(result.stderr).toBe("");
+    expect(result.code).toBe(0);
+    expect(result.stdout.trim()).toBe("app@orders");
+  });
+
+  it("follows the log as the daemon writes it", async () => {
+    await writeConfig(["orders", "reports"]);
+    const follower = spawn(process.execPath, [RDSD, "logs", "-f", "-n", "1"], { env, stdio: ["ignore", "pipe", "pipe"] });
+    let seen = "";
+    try {
+      const until = (text: string, after = 0) => new Promise<void>((resolve) => {
+        const check = () => seen.indexOf(text, after) >= 0 && resolve();
+        follower.stdout!.on("data", (c: Buffer) => ((seen += c.toString()), check()));
+        check();
+      });
+      // The last line comes first; it is printed before the file is watched.
+      await new Promise<void>((resolve) => follower.stdout!.once("data", (c: Buffer) => ((seen += c.toString()), resolve())));
+      const before = seen.length;
+      expect((await rdsd(["reload"])).code).toBe(0);
+      await until("configuration reloaded", before);
+      expect(seen.slice(before)).toMatch(/^\S+ info {2}configuration reloaded added=-/m);
+    } finally {
+      follower.kill("SIGINT");
+      await once(follower, "exit");
+    }
   });
 
   it("shows the daemon's log, without secrets", async () => {

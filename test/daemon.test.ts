@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
@@ -48,6 +48,18 @@ async function startDaemon(configPath: string, env: NodeJS.ProcessEnv = {}): Pro
   return { child, output: () => output };
 }
 
+function waitForOutput(child: ChildProcess, output: () => string, text: string): Promise<void> {
+  return new Promise((resolve) => {
+    const check = () => {
+      if (output().includes(text)) {
+        child.stderr!.off("data", check);
+        resolve();
+      }
+    };
+    child.stderr!.on("data", check);
+  });
+}
+
 describe("rdsd daemon (foreground, real process)", () => {
   it("serves every configured target and stops cleanly on SIGTERM", async () => {
     const [portA, portB] = [await freePort(), await freePort()];
@@ -81,6 +93,17 @@ targets:
       expect(rows[0]).toEqual({ u: "app", d: db });
       await client.end();
     }
+    // SIGHUP reloads: the removed target stops listening, the kept one keeps serving.
+    await writeFile(configPath, (await readFile(configPath, "utf8")).replace(/  other:[\s\S]*$/, ""));
+    const reloaded = waitForOutput(child, output, "configuration reloaded");
+    child.kill("SIGHUP");
+    await reloaded;
+    expect(output()).toMatch(/configuration reloaded .*removed=other/);
+    await expect(new pg.Client({ host: "localhost", port: portB, user: "whoever" }).connect()).rejects.toThrow(/ECONNREFUSED/);
+    const kept = new pg.Client({ host: "localhost", port: portA, user: "whoever" });
+    await kept.connect();
+    await kept.end();
+
     child.kill("SIGTERM");
     const [code] = await once(child, "exit");
     expect(code).toBe(0);
