@@ -125,6 +125,8 @@ function useEmulatorCredentials(endpoint: string, region: string, keys: { access
     AWS_REGION: region,
     AWS_ENDPOINT_URL_SSM: endpoint,
     AWS_EC2_METADATA_DISABLED: "true",
+    // The demo's SDK only ever talks to the emulator: its Node support notice would just be noise here.
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
     AWS_CONFIG_FILE: join(dir, "no-aws-config"),
     AWS_SHARED_CREDENTIALS_FILE: join(dir, "no-aws-credentials"),
   });
