@@ -10,6 +10,7 @@ import { asProxyError, ProxyError } from "./errors.js";
 import { silentLogger, type ProxyLogger } from "./logger.js";
 import { InvalidPacketError, StreamClosedError } from "./packet-reader.js";
 import { relay } from "./relay.js";
+import { socketOwnerUid } from "./socket-owner.js";
 import { loginUpstream, secureUpstream, type UpstreamTarget } from "./upstream-login.js";
 
 export interface ListenAddress {
@@ -32,6 +33,11 @@ export interface TargetProxyOptions {
   dialer: Dialer;
   /** Certificate for local TLS (SSLRequest answered S, direct TLS); null answers N. */
   clientTls: { certPem: string; keyPem: string } | null;
+  /**
+   * Accept connections opened by other local users (Linux: the client socket's owner, from /proc/net/tcp{,6}).
+   * Default false: only the user running rdsd may use its database login. Elsewhere the check is skipped.
+   */
+  allowOtherUsers?: boolean;
   /** A client must finish its startup packets within this time. Default 10 s. */
   startupTimeoutMs?: number;
   /** Dialing, upstream TLS and login must finish within this time (it includes waiting for a tunnel). Default 30 s. */
@@ -205,11 +211,19 @@ export class TargetProxy extends EventEmitter {
 
   private async serve(socket: net.Socket, id: number): Promise<void> {
     const current: { stream: net.Socket | tls.TLSSocket } = { stream: socket };
+    // Looked up while the client sends its startup; answered once it can read an ErrorResponse.
+    const stranger = this.checkLocalUser(socket, id);
     let hello;
     try {
       hello = await readClientHello(socket, { tls: this.clientTls, signal: AbortSignal.timeout(this.options.startupTimeoutMs ?? DEFAULT_STARTUP_TIMEOUT_MS) }, current);
     } catch (err) {
       this.refuseStartup(current.stream, err, id);
+      return;
+    }
+    const refusal = await stranger;
+    if (refusal) {
+      if (hello.kind === "cancel") hello.socket.destroy();
+      else tellAndClose(hello.socket, refusal);
       return;
     }
 
@@ -259,6 +273,29 @@ export class TargetProxy extends EventEmitter {
       this.logger.warn("login failed", { target: this.name, connection: id, error: failure.message, fix: failure.fix });
       tellAndClose(client, failure);
     }
+  }
+
+  /**
+   * Linux: the connection must come from a socket of this process's user unless other users are allowed.
+   * A ProxyError to send when refused, null when the client may go on.
+   */
+  private async checkLocalUser(socket: net.Socket, id: number): Promise<ProxyError | null> {
+    if (this.options.allowOtherUsers || process.platform !== "linux") return null;
+    const ownUid = process.geteuid!();
+    let uid: number | undefined;
+    try {
+      uid = await socketOwnerUid({ address: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 }, { address: socket.localAddress ?? "", port: socket.localPort ?? 0 });
+    } catch (err) {
+      this.logger.warn("cannot tell which local user opened a connection", { target: this.name, connection: id, error: (err as Error).message });
+    }
+    if (uid === ownUid) return null;
+    const who = uid === undefined ? "an unknown local user (its socket is not in /proc/net/tcp)" : `local user uid ${uid}`;
+    this.logger.warn("connection from another local user refused", { target: this.name, connection: id, uid: uid ?? "unknown", client: `${socket.remoteAddress}:${socket.remotePort}` });
+    return new ProxyError(
+      `rdsd refused this connection: it comes from ${who}, and target ${this.name} serves only uid ${ownUid}, the user running rdsd`,
+      "connect as the user running rdsd, or set allowOtherUsers: true for this target in the rdsd config to share its database login with every local user",
+      SqlState.invalidAuthorization,
+    );
   }
 
   /** Dials, secures and logs in; gives up when the client leaves or the login takes too long. */
