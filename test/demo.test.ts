@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -51,6 +52,13 @@ describe("rdsd demo", () => {
       expect(orders).toMatchObject({ state: "ready", driver: "native", lastError: null });
       expect(orders.sessionIds).toHaveLength(1);
       expect(orders.tokenAgeSeconds).not.toBeNull();
+      // The token and the keys that sign it never reach a log.
+      const daemonLog = await readFile(status.logFile, "utf8");
+      expect(daemonLog).toContain("client connected");
+      for (const text of [daemonLog, stderr, stdout]) {
+        expect(text).not.toMatch(/X-Amz-Signature|X-Amz-Credential/);
+        expect(text).not.toContain("rdsd-demo-secret");
+      }
       const demoDir = dirname(status.configFile);
       expect(existsSync(demoDir)).toBe(true);
 
