@@ -7,7 +7,7 @@ export interface ListenPolicy {
   allowNonLoopback: boolean;
 }
 
-/** Today's policy: listeners bind to loopback only. */
+/** The default policy: listeners bind to loopback only (a target's allowNonLoopback: true lifts it). */
 export const LOOPBACK_ONLY: ListenPolicy = { allowNonLoopback: false };
 
 const loopback = new BlockList();
@@ -85,7 +85,7 @@ export function parseListen(value: string | number, policy: ListenPolicy): Liste
     return { error: `${EXPECTED_LISTEN}: the address must be an IP literal such as 127.0.0.1 or [::1], got ${shown}` };
   }
   if (!policy.allowNonLoopback && !isLoopback(hostPort.host)) {
-    return { error: `${hostPort.host} is not a loopback address: listeners bind to loopback only (use 127.0.0.1, [::1] or a bare port), got ${shown}` };
+    return { error: `${hostPort.host} is not a loopback address: listeners bind to loopback only (use 127.0.0.1, [::1] or a bare port; allowNonLoopback: true on the target exposes it to the network), got ${shown}` };
   }
   return { addresses: [{ host: canonicalIp(hostPort.host), port: hostPort.port }] };
 }

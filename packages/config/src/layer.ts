@@ -10,7 +10,7 @@ export const DRIVERS: readonly TunnelDriver[] = ["native", "plugin", "direct"];
 export const MODES: readonly TunnelMode[] = ["eager", "lazy"];
 
 /** Keys allowed both in `defaults` and in a target. */
-export const SHARED_KEYS = ["user", "port", "auth", "tls", "clientTls", "tunnel", "bastion"] as const;
+export const SHARED_KEYS = ["user", "port", "auth", "tls", "clientTls", "tunnel", "bastion", "allowOtherUsers", "allowNonLoopback"] as const;
 /** Keys allowed only in a target. */
 export const TARGET_ONLY_KEYS = ["host", "listen", "database"] as const;
 
@@ -34,6 +34,8 @@ export interface Layer {
   auth?: AuthConfig;
   tlsCa?: string;
   clientTls?: boolean;
+  allowOtherUsers?: boolean;
+  allowNonLoopback?: boolean;
   tunnel: TunnelLayer;
   bastion?: BastionConfig;
   /** Keys given but invalid ("bastion", "tunnel.driver", ...): checks depending on them are skipped, to avoid knock-on errors. */
@@ -58,6 +60,8 @@ export function readLayer(reader: YamlReader, view: MapView, base: PathBase, whe
   layer.port = read("port", (e) => readPort(reader, e));
   layer.auth = read("auth", (e) => readAuth(reader, e, base));
   layer.clientTls = read("clientTls", (e) => reader.boolean(e));
+  layer.allowOtherUsers = read("allowOtherUsers", (e) => reader.boolean(e));
+  layer.allowNonLoopback = read("allowNonLoopback", (e) => reader.boolean(e));
   layer.bastion = read("bastion", (e) => readBastion(reader, e));
 
   const tls = view.entries.get("tls");

@@ -171,7 +171,7 @@ describe("parseConfig: errors name file, line, column, key and what was expected
     [
       "a non-loopback listen address",
       ["targets:", "  orders-dev:", ...GOOD_TARGET, '    listen: "0.0.0.0:6432"'],
-      `${FILE}:6:13: targets.orders-dev.listen: 0.0.0.0 is not a loopback address: listeners bind to loopback only (use 127.0.0.1, [::1] or a bare port), got "0.0.0.0:6432"`,
+      `${FILE}:6:13: targets.orders-dev.listen: 0.0.0.0 is not a loopback address: listeners bind to loopback only (use 127.0.0.1, [::1] or a bare port; allowNonLoopback: true on the target exposes it to the network), got "0.0.0.0:6432"`,
     ],
     [
       "a listen host name instead of an IP",
@@ -353,6 +353,29 @@ describe("parseConfig: listen conflicts", () => {
   it("allows the same port on different loopback addresses", () => {
     const config = parse(yaml("targets:", "  a:", ...GOOD_TARGET, '    listen: "127.0.0.1:6432"', "  b:", ...GOOD_TARGET, '    listen: "[::1]:6432"'));
     expect(config.targets.map((t) => t.listen)).toEqual([[{ host: "127.0.0.1", port: 6432 }], [{ host: "::1", port: 6432 }]]);
+  });
+});
+
+describe("parseConfig: local access opt-ins", () => {
+  it("leaves both off unless written, and takes them from defaults or the target", () => {
+    const config = parse(yaml("defaults: { allowOtherUsers: true }", "targets:", "  a:", ...GOOD_TARGET, "    listen: 6432", "  b:", ...GOOD_TARGET, "    listen: 6433", "    allowOtherUsers: false"));
+    expect(config.targets.map((t) => t.allowOtherUsers)).toEqual([true, undefined]);
+    expect(config.targets.map((t) => t.allowNonLoopback)).toEqual([undefined, undefined]);
+  });
+
+  it("lets allowNonLoopback: true (and only that) take a non-loopback listen address", () => {
+    const config = parse(yaml("targets:", "  a:", ...GOOD_TARGET, '    listen: "192.0.2.10:6432"', "    allowNonLoopback: true"));
+    expect(config.targets[0]).toMatchObject({ listen: [{ host: "192.0.2.10", port: 6432 }], allowNonLoopback: true });
+    expect(errorsOf(yaml("targets:", "  a:", ...GOOD_TARGET, '    listen: "192.0.2.10:6432"', "    allowNonLoopback: false"))).toEqual([
+      `${FILE}:6:13: targets.a.listen: 192.0.2.10 is not a loopback address: listeners bind to loopback only (use 127.0.0.1, [::1] or a bare port; allowNonLoopback: true on the target exposes it to the network), got "192.0.2.10:6432"`,
+    ]);
+  });
+
+  it("wants true or false, not words that look like them", () => {
+    expect(errorsOf(yaml("defaults: { allowOtherUsers: yes, allowNonLoopback: 1 }", "targets:", "  a:", ...GOOD_TARGET, "    listen: 6432"))).toEqual([
+      `${FILE}:1:30: defaults.allowOtherUsers: expected true or false, got "yes"`,
+      `${FILE}:1:53: defaults.allowNonLoopback: expected true or false, got 1`,
+    ]);
   });
 });
 

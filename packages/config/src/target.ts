@@ -1,7 +1,7 @@
 // One target: read its own keys, stack them over `defaults`, and check the combinations.
 
 import { isScalar } from "yaml";
-import { LOOPBACK_ONLY, parseListen } from "./addresses.js";
+import { LOOPBACK_ONLY, parseListen, type ListenPolicy } from "./addresses.js";
 import { readHost } from "./fields.js";
 import { readLayer, SHARED_KEYS, TARGET_ONLY_KEYS, type Layer } from "./layer.js";
 import type { PathBase } from "./paths.js";
@@ -37,7 +37,10 @@ export function readTarget(reader: YamlReader, entry: Entry, defaults: Layer, ba
   const hostEntry = reader.required(view, "host", "the database endpoint, e.g. orders-dev.abc123xyz.eu-west-2.rds.amazonaws.com");
   const host = hostEntry === undefined ? undefined : readHost(reader, hostEntry);
   const listenEntry = reader.required(view, "listen", `a port 1-65535 or "ADDRESS:PORT" on loopback`);
-  const listen = listenEntry === undefined ? undefined : readListen(reader, listenEntry);
+  // Only an explicit `allowNonLoopback: true` (here or in defaults) lets a listener leave loopback.
+  const allowNonLoopback = own.allowNonLoopback ?? defaults.allowNonLoopback ?? false;
+  const allowOtherUsers = own.allowOtherUsers ?? defaults.allowOtherUsers ?? false;
+  const listen = listenEntry === undefined ? undefined : readListen(reader, listenEntry, allowNonLoopback ? { allowNonLoopback: true } : LOOPBACK_ONLY);
   const databaseEntry = view.entries.get("database");
   const database = databaseEntry === undefined ? undefined : reader.text(databaseEntry, "a database name");
 
@@ -73,15 +76,17 @@ export function readTarget(reader: YamlReader, entry: Entry, defaults: Layer, ba
     tunnel,
   };
   if (database !== undefined) config.database = database;
+  if (allowOtherUsers) config.allowOtherUsers = true;
+  if (allowNonLoopback) config.allowNonLoopback = true;
   if (bastion !== undefined) config.bastion = bastion;
   read.config = config;
   return read;
 }
 
-function readListen(reader: YamlReader, entry: Entry): ListenAddress[] | undefined {
+function readListen(reader: YamlReader, entry: Entry, policy: ListenPolicy): ListenAddress[] | undefined {
   const node = reader.resolve(entry.value);
   if (isScalar(node) && (typeof node.value === "number" || typeof node.value === "string")) {
-    const result = parseListen(node.value, LOOPBACK_ONLY);
+    const result = parseListen(node.value, policy);
     if ("addresses" in result) return result.addresses;
     reader.report(entry.value, entry.path, result.error);
     return undefined;

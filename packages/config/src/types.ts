@@ -20,7 +20,7 @@ export interface AwsSettings {
   region?: string;
 }
 
-/** One local address a target's proxy listens on. Always loopback unless a future opt-in allows otherwise. */
+/** One local address a target's proxy listens on. Loopback unless the target sets allowNonLoopback: true. */
 export interface ListenAddress {
   /** IP literal to bind: "127.0.0.1", "::1" or another loopback address. IPv6 without brackets. */
   host: string;
@@ -107,6 +107,16 @@ export interface TargetConfig {
   tls: UpstreamTls;
   /** Whether the local listener offers TLS (answers SSLRequest with 'S'); default true. */
   clientTls: boolean;
+  /**
+   * `allowOtherUsers: true`: connections from other local users are served too (Linux checks the client
+   * socket's owner). Absent = false: only the user running rdsd may use this target's database login.
+   */
+  allowOtherUsers?: boolean;
+  /**
+   * `allowNonLoopback: true`: `listen` may name a non-loopback address, exposing the database login to the
+   * network (the daemon warns loudly at start). Absent = false: loopback only.
+   */
+  allowNonLoopback?: boolean;
   /** How bytes reach the database. */
   tunnel: TunnelConfig;
   /** The SSM bastion; always set for the native and plugin drivers, optional for direct. */
