@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import net from "node:net";
 import type { Duplex } from "node:stream";
-import type { TargetConfig } from "@rdsd/config";
+import { isLoopback, type TargetConfig } from "@rdsd/config";
 import type { PemKeyPair } from "@rdsd/certs";
 import type { Problem, TargetState, TargetStatus } from "@rdsd/control";
 import { describeCredentialError, resolveRegion, type AwsCredentialIdentityProvider, type IamTokenCache } from "@rdsd/iam";
@@ -73,8 +73,10 @@ export class Target {
       defaultDatabase: this.config.database,
       dialer: this.dialer!,
       clientTls: this.config.clientTls ? this.services.localCertificate : null,
+      allowOtherUsers: this.config.allowOtherUsers === true,
       logger: this.log,
     });
+    this.warnAboutOptIns();
     try {
       await this.proxy.start();
     } catch (err) {
@@ -136,6 +138,17 @@ export class Target {
 
   probeInputs(): ProbeInputs {
     return { dialer: this.dialer!, upstream: this.upstream(), database: this.config.database, tunnel: this.tunnel, setupError: this.setupError };
+  }
+
+  /** The config's local-access opt-ins weaken rdsd's guard on the database login: say so at every start. */
+  private warnAboutOptIns(): void {
+    const exposed = this.config.listen.filter((a) => !isLoopback(a.host)).map((a) => (net.isIPv6(a.host) ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`));
+    if (exposed.length > 0) {
+      this.log.warn(`WARNING: target ${this.name} listens on non-loopback ${exposed.join(", ")} (allowNonLoopback: true): anyone who can reach it gets a database session logged in as ${this.config.user}`, { listen: exposed.join(", ") });
+    }
+    if (this.config.allowOtherUsers) {
+      this.log.warn(`WARNING: target ${this.name} serves every local user (allowOtherUsers: true): they all log in as ${this.config.user}`);
+    }
   }
 
   /** CA, region and the dialer; failures are kept as the target's error (clients are told). */
