@@ -55,8 +55,10 @@ export async function runDaemon(options: RunDaemonOptions): Promise<number> {
   const stopAll = (reason = "stop request"): Promise<void> => {
     stopping ??= (async () => {
       logger.info("stopping", { reason });
-      await server.close(); // no new requests; the `stop` caller still gets its answer
       await daemon.stop();
+      // The socket goes last: until then `status` still answers and no second daemon can take the ports.
+      // The `stop` caller's connection stays open for its answer.
+      await server.close();
       logger.info("stopped");
       stopRequested();
     })();

@@ -1,7 +1,9 @@
 import { spawn } from "node:child_process";
 import { closeSync, openSync, statSync } from "node:fs";
 import { mkdir, open } from "node:fs/promises";
+import { homedir } from "node:os";
 import { join } from "node:path";
+import { resolveConfigPath } from "@rdsd/config";
 import { fileURLToPath } from "node:url";
 import { answers, controlSocketPath, logFilePath, stateDir } from "@rdsd/control";
 import { CliError, EXIT } from "../exit.js";
@@ -25,8 +27,11 @@ export async function startCommand(opts: { config?: string }): Promise<number> {
   // Whatever the daemon prints outside its log (a crash before the logger exists) lands here.
   const outPath = join(state, "rdsd.out");
   const out = openSync(outPath, "w", 0o600);
-  const args = [RDSD_BIN, "daemon", "--background", ...(opts.config ? ["--config", opts.config] : [])];
-  const child = spawn(process.execPath, args, { detached: true, stdio: ["ignore", out, out, "ipc"], env: process.env });
+  // Resolved here ($RDSD_CONFIG, XDG, ~ included), since the daemon runs from /.
+  const configPath = resolveConfigPath({ ...(opts.config ? { flag: opts.config } : {}), env: process.env, home: homedir() });
+  const args = [RDSD_BIN, "daemon", "--background", "--config", configPath];
+  // From /, so the daemon never keeps the caller's directory busy.
+  const child = spawn(process.execPath, args, { detached: true, cwd: "/", stdio: ["ignore", out, out, "ipc"], env: process.env });
   closeSync(out);
 
   const spin = spinner(process.stderr, "starting rdsd");
