@@ -1,6 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
-import { chown, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { chown, cp, lchown, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join } from "node:path";
@@ -104,7 +104,7 @@ function run(cmd: string, args: string[], user: OsUser | undefined, cwd: string,
  * only (listen_addresses empty), trust for local connections: only this process can reach it.
  */
 export async function startLocalPostgres(setupSql: string[], log: (line: string) => void): Promise<LocalPostgres> {
-  const binDir = findPostgresBinaries();
+  const installedBinDir = findPostgresBinaries();
   const user = serverUser();
   const root = await mkdtemp(join(tmpdir(), "rdsd-demo-pg-"));
   const dataDir = join(root, "data");
@@ -122,6 +122,7 @@ export async function startLocalPostgres(setupSql: string[], log: (line: string)
   };
   try {
     await give(root);
+    const binDir = await reachableBinDir(installedBinDir, user, root);
     const init = await run(join(binDir, "initdb"), ["-D", dataDir, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"], user, root);
     if (init.code !== 0) throw new Error(`initdb failed:\n${init.output}`);
     await writeFile(join(dataDir, "pg_hba.conf"), "local all all trust\n", { mode: 0o600 });
@@ -160,7 +161,29 @@ export async function startLocalPostgres(setupSql: string[], log: (line: string)
   return {
     socketPath,
     socketDir: root,
-    binDir,
+    binDir: installedBinDir,
     stop,
   };
+}
+
+/**
+ * As root the server runs as the postgres user, which cannot reach binaries inside a private checkout
+ * (a 0700 home or temp directory): then it runs from a copy of the installation (bin, lib, share) in
+ * the demo's own directory, which that user owns.
+ */
+async function reachableBinDir(binDir: string, user: OsUser | undefined, root: string): Promise<string> {
+  if (!user) return binDir;
+  const probe = await run(join(binDir, "postgres"), ["--version"], user, root);
+  if (probe.code === 0) return binDir;
+  const copy = join(root, "pgsql");
+  await cp(join(binDir, ".."), copy, { recursive: true, verbatimSymlinks: true });
+  await chownTree(copy, user);
+  return join(copy, "bin");
+}
+
+async function chownTree(path: string, user: OsUser): Promise<void> {
+  await lchown(path, user.uid, user.gid);
+  for (const entry of await readdir(path, { withFileTypes: true, recursive: true })) {
+    await lchown(join(entry.parentPath, entry.name), user.uid, user.gid);
+  }
 }
