@@ -70,11 +70,8 @@ describe.runIf(process.platform === "linux")("socketOwnerUid on this machine", (
       const accepted = once(server, "connection");
       const client = net.connect((server.address() as net.AddressInfo).port, host);
       const [socket] = (await accepted) as [net.Socket];
-      const started = process.hrtime.bigint();
       const uid = await socketOwnerUid({ address: socket.remoteAddress!, port: socket.remotePort! }, { address: socket.localAddress!, port: socket.localPort! });
-      const micros = Number(process.hrtime.bigint() - started) / 1000;
       expect(uid).toBe(process.getuid!());
-      expect(micros).toBeLessThan(50_000);
       client.destroy();
       socket.destroy();
       server.close();
