@@ -8,7 +8,8 @@ import type { DaemonLogger } from "./logger.js";
 import { probeTarget } from "./probe.js";
 import { ensureRdsCaBundle, RDS_CA_BUNDLE_URL, rdsCaBundlePath } from "./rds-ca-bundle.js";
 import { readCaFile, Target, type TargetServices } from "./target.js";
-import { ssmTunnelFactory } from "./ssm-tunnels.js";
+import { SessionJournal } from "./session-journal.js";
+import { ssmTunnelFactory, terminateLeftoverSessions } from "./ssm-tunnels.js";
 import type { TunnelFactory } from "./tunnel-seam.js";
 
 export interface DaemonOptions {
@@ -31,12 +32,14 @@ export class Daemon {
   private tokens: IamTokenCache | undefined;
   private credentials: AwsCredentialIdentityProvider | undefined;
   private readonly tunnels: TunnelFactory & { destroy?(): void };
+  private readonly journal: SessionJournal;
   private localCertificate: PemKeyPair | undefined;
   private localCaPath = "";
   readonly startedAt = new Date();
 
   constructor(private readonly options: DaemonOptions) {
-    this.tunnels = options.createTunnel ?? ssmTunnelFactory();
+    this.journal = SessionJournal.inStateDir(options.stateDir);
+    this.tunnels = options.createTunnel ?? ssmTunnelFactory({ journal: this.journal });
   }
 
   get localCa(): string {
@@ -53,6 +56,8 @@ export class Daemon {
     if (localCa.created) this.options.logger.info("created the local CA for client TLS", { path: localCa.caPath });
     this.config = config;
     this.tokens = this.tokenCacheFor(config);
+    // Sessions a killed run left open on AWS are ended before this run opens its own.
+    await terminateLeftoverSessions(this.journal, (profile) => credentialProviderFor({ profile }), this.options.logger);
     await Promise.all(config.targets.map((t) => this.startTarget(t.name, config)));
   }
 

@@ -1,19 +1,70 @@
 import type { TargetConfig } from "@rdsd/config";
-import { BastionResolver, createTunnel, SsmApi, type Tunnel } from "@rdsd/tunnel";
+import type { AwsCredentialIdentityProvider } from "@rdsd/iam";
+import { BastionResolver, createTunnel, SsmApi, type SessionCredentials, type SsmApiOptions, type StartSessionRequest, type Tunnel } from "@rdsd/tunnel";
+import type { DaemonLogger } from "./logger.js";
+import type { SessionJournal } from "./session-journal.js";
 import type { TunnelContext, TunnelFactory, TunnelHandle } from "./tunnel-seam.js";
+
+/** SsmApi that records every session it opens until it terminates it (see SessionJournal). */
+class JournaledSsmApi extends SsmApi {
+  private readonly profileName: string | null;
+
+  constructor(
+    options: SsmApiOptions,
+    private readonly journal: SessionJournal,
+  ) {
+    super(options);
+    this.profileName = options.profile ?? null;
+  }
+
+  override async startSession(request: StartSessionRequest, signal?: AbortSignal): Promise<SessionCredentials> {
+    const session = await super.startSession(request, signal);
+    await this.journal.opened({ sessionId: session.sessionId, region: this.region, profile: this.profileName, startedAt: new Date().toISOString() });
+    return session;
+  }
+
+  override async terminateSession(sessionId: string, signal?: AbortSignal): Promise<void> {
+    await super.terminateSession(sessionId, signal);
+    await this.journal.ended(sessionId);
+  }
+}
+
+/**
+ * Terminates the SSM sessions an earlier run left open (it was killed before it could), then clears the
+ * journal. Bounded in time: a session that cannot be terminated now ends on AWS's idle timeout.
+ */
+export async function terminateLeftoverSessions(journal: SessionJournal, credentialsFor: (profile: string | undefined) => AwsCredentialIdentityProvider, logger: DaemonLogger): Promise<void> {
+  const leftovers = await journal.leftovers();
+  await Promise.all(
+    leftovers.map(async (entry) => {
+      const profile = entry.profile ?? undefined;
+      const api = new SsmApi({ region: entry.region, profile, credentials: credentialsFor(profile) });
+      try {
+        await api.terminateSession(entry.sessionId, AbortSignal.timeout(10_000));
+        logger.info("terminated an SSM session left open by an earlier run", { session: entry.sessionId });
+      } catch (err) {
+        logger.warn("could not terminate an SSM session left open by an earlier run; AWS ends it at its idle timeout", { session: entry.sessionId, error: (err as Error).message });
+      } finally {
+        api.destroy();
+      }
+    }),
+  );
+  await journal.reset();
+}
 
 /**
  * The native and plugin drivers from @rdsd/tunnel behind the daemon's TunnelHandle. One SsmApi per
  * (region, profile) is shared by every target of the daemon; the SDK finds the endpoint itself
  * (AWS_ENDPOINT_URL_SSM points it at the emulator in the demo).
  */
-export function ssmTunnelFactory(): TunnelFactory & { destroy(): void } {
+export function ssmTunnelFactory(options: { journal?: SessionJournal } = {}): TunnelFactory & { destroy(): void } {
   const apis = new Map<string, SsmApi>();
   const apiFor = (context: TunnelContext) => {
     const key = `${context.region}\0${context.profile ?? ""}`;
     let api = apis.get(key);
     if (!api) {
-      api = new SsmApi({ region: context.region, profile: context.profile, credentials: context.credentials });
+      const apiOptions = { region: context.region, profile: context.profile, credentials: context.credentials };
+      api = options.journal ? new JournaledSsmApi(apiOptions, options.journal) : new SsmApi(apiOptions);
       apis.set(key, api);
     }
     return api;
