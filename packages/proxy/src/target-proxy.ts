@@ -220,14 +220,11 @@ export class TargetProxy extends EventEmitter {
       this.refuseStartup(current.stream, err, id);
       return;
     }
-    const refusal = await stranger;
-    if (refusal) {
-      if (hello.kind === "cancel") hello.socket.destroy();
-      else tellAndClose(hello.socket, refusal);
-      return;
-    }
-
     if (hello.kind === "cancel") {
+      if (await stranger) {
+        hello.socket.destroy();
+        return;
+      }
       // Clients wait for EOF, and must learn nothing about whether the key matched.
       hello.socket.end();
       await this.forwardCancel(hello.request, id);
@@ -246,7 +243,7 @@ export class TargetProxy extends EventEmitter {
     }
     const started = Date.now();
     try {
-      const session = await this.login(client, startup);
+      const session = await this.login(client, startup, stranger);
       const { socket: upstream } = session;
       client.write(session.greeting);
       if (session.pending.length > 0) client.write(session.pending);
@@ -262,6 +259,10 @@ export class TargetProxy extends EventEmitter {
       }
       this.logger.debug("client disconnected", { target: this.name, connection: id });
     } catch (err) {
+      if (err instanceof LocalUserRefused) {
+        tellAndClose(client, err.refusal);
+        return;
+      }
       if (client.destroyed) {
         // The client left mid-login: the aborted dial or login says nothing about the database.
         this.logger.debug("client left during login", { target: this.name, connection: id });
@@ -298,8 +299,12 @@ export class TargetProxy extends EventEmitter {
     );
   }
 
-  /** Dials, secures and logs in; gives up when the client leaves or the login takes too long. */
-  private async login(client: Duplex, startup: StartupMessage) {
+  /**
+   * Dials, secures and logs in; gives up when the client leaves or the login takes too long.
+   * The local-user check runs beside dialing and TLS (it reads /proc, milliseconds on a busy machine) and
+   * must pass before any secret is sent.
+   */
+  private async login(client: Duplex, startup: StartupMessage, localUserCheck: Promise<ProxyError | null>) {
     const clientGone = new AbortController();
     const onClientClose = () => clientGone.abort(new ProxyError("client went away", "", SqlState.connectionFailure));
     client.once("close", onClientClose);
@@ -314,6 +319,8 @@ export class TargetProxy extends EventEmitter {
       stream.on("error", () => {});
       const upstream = await secureUpstream(stream, this.options.upstream, signal);
       upstream.on("error", () => upstream.destroy());
+      const refusal = await localUserCheck;
+      if (refusal) throw new LocalUserRefused(refusal);
       return await loginUpstream(upstream, this.options.upstream, startup, secret, signal);
     } catch (err) {
       stream?.destroy();
@@ -412,6 +419,13 @@ export class TargetProxy extends EventEmitter {
 
 function describeMs(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
+}
+
+/** A connection from another local user: told why, but not counted as a failed login of the target. */
+class LocalUserRefused extends Error {
+  constructor(readonly refusal: ProxyError) {
+    super(refusal.message);
+  }
 }
 
 function cancelPacket(key: { processId: number; secretKey: Buffer }): Buffer {
