@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { getSSOTokenFilepath } from "@smithy/core/config";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { AwsProfileNotFoundError, CredentialProviderRegistry, credentialProviderFor, staticCredentialProvider } from "./credentials.js";
+import { AwsProfileNotFoundError, CredentialProviderRegistry, CredentialsUnavailableError, credentialProviderFor, staticCredentialProvider } from "./credentials.js";
 import { credentialErrorKind, describeCredentialError } from "./errors.js";
 import { IamTokenCache } from "./token-cache.js";
 
@@ -257,6 +257,40 @@ describe("other credential failures through the real SDK", () => {
       message: "no AWS credentials found (Could not load credentials from any providers)",
       fix: "configure credentials: set AWS_PROFILE or aws.profile in the rdsd config, or run `aws configure`",
     });
+  });
+
+  it("a credential_process that fails or returns expired keys: the reason is shown, not the SDK's 'any providers'; fixed, the same provider recovers", async () => {
+    const mode = join(home.home, "mode");
+    const script = join(home.home, "helper.cjs");
+    writeFileSync(
+      script,
+      `const mode = require("node:fs").readFileSync(${JSON.stringify(mode)}, "utf8");
+if (mode === "fail") { console.error("sso helper: session expired at 17:02, sign in again"); process.exit(2); }
+const expiration = new Date(Date.now() + (mode === "expired" ? -60000 : 3600000)).toISOString();
+console.log(JSON.stringify({ Version: 1, AccessKeyId: "AKIDTESTEXAMPLE000006", SecretAccessKey: "helperSecretNotRealXXXXXXXXXXXXXXXXXXXXXX", SessionToken: "helper-session-token", Expiration: expiration }));`,
+    );
+    home.writeConfig(`[profile helper]\ncredential_process = ${process.execPath} ${script}\n`);
+    const provider = new CredentialProviderRegistry().providerFor({ profile: "helper" });
+
+    writeFileSync(mode, "fail");
+    const failed = await provider().catch((e: unknown) => e);
+    expect(failed).toBeInstanceOf(CredentialsUnavailableError);
+    expect((failed as Error).message).toBe("Profile helper credential_process failed: sso helper: session expired at 17:02, sign in again");
+    expect(credentialErrorKind(failed)).toBe("credential-process");
+    expect(describeCredentialError(failed, "helper")).toEqual({
+      message: "the credential_process of profile helper failed (sso helper: session expired at 17:02, sign in again)",
+      fix: `run the credential_process of [profile helper] in ${home.configFile} by hand to see why, and sign in again with the tool it calls`,
+    });
+
+    writeFileSync(mode, "expired");
+    const expired = await provider().catch((e: unknown) => e);
+    expect((expired as Error).message).toBe("Could not load credentials from any providers: Profile helper credential_process returned expired credentials.");
+    expect(credentialErrorKind(expired)).toBe("expired-credentials");
+    expect(describeCredentialError(expired, "helper").message).toMatch(/^AWS credentials for profile helper have expired/);
+
+    writeFileSync(mode, "ok");
+    expect((await provider()).accessKeyId).toBe("AKIDTESTEXAMPLE000006");
+    for (const error of [failed, expired]) expect(JSON.stringify(describeCredentialError(error, "helper"))).not.toMatch(/helperSecretNotReal|helper-session-token/);
   });
 
   it("assume-role whose source session token has expired (STS answers ExpiredToken)", async () => {

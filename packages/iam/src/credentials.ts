@@ -26,6 +26,21 @@ export class AwsProfileNotFoundError extends Error {
 }
 
 /**
+ * The chain found nothing, and one of its providers failed for a reason worth showing (a credential_process
+ * that exited non-zero or returned expired keys, an unreadable token file...): the SDK itself only says
+ * "Could not load credentials from any providers" and drops that reason.
+ */
+export class CredentialsUnavailableError extends Error {
+  override name = "CredentialsUnavailableError";
+  /** The failing provider's own message (the SDK's text; may name paths and commands, never keys). */
+  readonly reason: string;
+  constructor(message: string, reason: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.reason = reason;
+  }
+}
+
+/**
  * One credential provider per profile, built once and shared by the daemon and every tunnel,
  * so an SSO session or assumed role is resolved once rather than per connection.
  */
@@ -94,20 +109,77 @@ export function staticCredentialProvider(identity: AwsCredentialIdentity): AwsCr
  * background from 5 minutes before `expiration`, and blocks on a refresh only once the identity
  * has actually expired. (Node loads the package's CommonJS build, whose chain is built
  * synchronously on first call; the tests count resolutions to hold the SDK to this.)
- * Added here: a missing profile, which the chain reports as "Could not load credentials from any
- * providers", becomes an AwsProfileNotFoundError naming the profile and the files read.
+ * Added here: when the chain reports only "Could not load credentials from any providers", a missing
+ * profile becomes an AwsProfileNotFoundError naming the profile and the files read, and a provider that
+ * failed for a real reason (seen through the SDK's debug log, the only place it keeps it) becomes a
+ * CredentialsUnavailableError carrying that reason.
  */
 export function nodeChainProvider(profile: string | undefined): AwsCredentialIdentityProvider {
+  const reasons = new ProviderFailureLog();
   // ignoreCache: the SDK otherwise keeps its first read of ~/.aws/config for the process's life;
   // a daemon must see `aws configure` edits made after it started. Reads happen only on refresh.
-  const chain = fromNodeProviderChain({ profile, ignoreCache: true });
+  const chain = fromNodeProviderChain({ profile, ignoreCache: true, logger: reasons.logger });
   return async (properties) => {
     try {
-      return await chain(properties);
+      const identity = await chain(properties);
+      reasons.clear();
+      return identity;
     } catch (error) {
-      throw await withMissingProfileExplained(error, profile);
+      const explained = await withMissingProfileExplained(error, profile);
+      throw explained === error ? withProviderReason(error, reasons.latest(), profile) : explained;
     }
   };
+}
+
+// Messages of providers that simply do not apply to the profile (the chain moves on): not a reason.
+const NOT_APPLICABLE = [
+  /skipping fromEnv provider/,
+  /^Skipping /,
+  /^Unable to find environment variable credentials/,
+  /^Could not resolve credentials using profile/,
+  /could not be found in shared credentials file/,
+  /did not contain credential_process/,
+  /^Web identity configuration not specified/,
+  /Instance Metadata Service access disabled/,
+  /^Could not load credentials from any providers/,
+];
+const PROVIDER_ERROR_LOG = /^@smithy\/property-provider (?:->|\(!\)) ([\s\S]*)$/;
+
+/** Keeps the last few provider failures the SDK logs at debug level (its ProviderError constructor logs each). */
+class ProviderFailureLog {
+  readonly #recent: string[] = [];
+  readonly logger = {
+    debug: (...args: unknown[]) => {
+      const found = PROVIDER_ERROR_LOG.exec(args.map(String).join(" "));
+      const message = found?.[1]?.trim();
+      if (!message || NOT_APPLICABLE.some((re) => re.test(message))) return;
+      this.#recent.push(message);
+      if (this.#recent.length > 8) this.#recent.shift();
+    },
+    info: () => {},
+    warn: () => {},
+    error: () => {},
+  };
+
+  latest(): string | undefined {
+    return this.#recent.at(-1);
+  }
+
+  clear(): void {
+    this.#recent.length = 0;
+  }
+}
+
+function withProviderReason(error: unknown, reason: string | undefined, profile: string | undefined): unknown {
+  if (reason === undefined || !(error instanceof Error) || !/Could not load credentials from any providers/.test(error.message)) return error;
+  const named = profile ?? process.env["AWS_PROFILE"] ?? "default";
+  // exec's "Command failed: <command line>\n<stderr>": the helper's own words are the stderr.
+  const failedCommand = /^Command failed: [^\n]*\n?([\s\S]*)$/.exec(reason);
+  if (failedCommand) {
+    const said = failedCommand[1]!.trim() || "no message";
+    return new CredentialsUnavailableError(`Profile ${named} credential_process failed: ${said}`, reason, { cause: error });
+  }
+  return new CredentialsUnavailableError(`${error.message}: ${reason}`, reason, { cause: error });
 }
 
 async function withMissingProfileExplained(error: unknown, profile: string | undefined): Promise<unknown> {

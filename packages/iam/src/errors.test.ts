@@ -67,12 +67,25 @@ describe("describeCredentialError", () => {
 
   it("anything else keeps the SDK's words, scrubbed, and points at sts get-caller-identity", () => {
     const described = describeCredentialError(
-      new Error("Profile p credential_process failed: key AKIDTESTEXAMPLE000009 secret wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEYxyz0"),
+      new Error("Profile p web identity token file unreadable: key AKIDTESTEXAMPLE000009 secret wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEYxyz0"),
       "p",
     );
-    expect(described.message).toBe("AWS credentials for profile p could not be loaded: Profile p credential_process failed: key <access key id> secret <redacted>");
+    expect(described.message).toBe("AWS credentials for profile p could not be loaded: Profile p web identity token file unreadable: key <access key id> secret <redacted>");
     expect(described.fix).toBe("check them with `aws sts get-caller-identity --profile p`");
     expect(describeCredentialError("weird", "p").message).toContain("weird");
+  });
+});
+
+describe("a failing credential_process", () => {
+  it("shows the helper's own words, scrubbed, and says to run it by hand", () => {
+    const described = describeCredentialError(
+      new Error("Profile p credential_process failed: helper printed AKIDTESTEXAMPLE000009 wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEYxyz0 and gave up"),
+      "p",
+    );
+    expect(described).toEqual({
+      message: "the credential_process of profile p failed (helper printed <access key id> <redacted> and gave up)",
+      fix: "run the credential_process of [profile p] in /home/dev/.aws/config by hand to see why, and sign in again with the tool it calls",
+    });
   });
 });
 

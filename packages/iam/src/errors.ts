@@ -8,7 +8,7 @@ export interface ErrorDescription {
   fix: string;
 }
 
-export type CredentialErrorKind = "sso-session" | "profile-not-found" | "expired-credentials" | "no-credentials" | "other";
+export type CredentialErrorKind = "sso-session" | "profile-not-found" | "expired-credentials" | "credential-process" | "no-credentials" | "other";
 
 // Messages of the installed SDK (credential-provider-sso, token-providers, credential-provider-ini,
 // credential-provider-process, credential-provider-node) and of SSO/STS service errors.
@@ -30,6 +30,7 @@ const EXPIRED_CREDENTIALS = [
   /credential_process returned expired credentials/,
   /\bRequestExpired\b/,
 ];
+const CREDENTIAL_PROCESS_FAILED = [/credential_process failed: /];
 const NO_CREDENTIALS = [/Could not load credentials from any providers/, /Could not resolve credentials using profile/];
 
 /** Classify an error thrown by a credential provider. */
@@ -39,6 +40,7 @@ export function credentialErrorKind(error: unknown): CredentialErrorKind {
   if (name === "AwsProfileNotFoundError" || PROFILE_NOT_FOUND.some((re) => re.test(message))) return "profile-not-found";
   if (SSO_SESSION.some((re) => re.test(text))) return "sso-session";
   if (EXPIRED_CREDENTIALS.some((re) => re.test(text))) return "expired-credentials";
+  if (CREDENTIAL_PROCESS_FAILED.some((re) => re.test(message))) return "credential-process";
   if (NO_CREDENTIALS.some((re) => re.test(message))) return "no-credentials";
   return "other";
 }
@@ -75,6 +77,11 @@ export function describeCredentialError(error: unknown, profile?: string): Error
           `refresh them: for an SSO profile run \`aws sso login${profileFlag}\`; for a session token ` +
           `(AWS_SESSION_TOKEN or aws_session_token in ${credentialsFilePath()}) replace it with a new one ` +
           `from your credential source, then retry`,
+      };
+    case "credential-process":
+      return {
+        message: `the credential_process of profile ${shown} failed (${detail.replace(/^Profile \S+ credential_process failed: /, "")})`,
+        fix: `run the credential_process of [profile ${shown}] in ${configFilePath()} by hand to see why, and sign in again with the tool it calls`,
       };
     case "no-credentials":
       return {

@@ -1,6 +1,7 @@
 export {
   AwsProfileNotFoundError,
   CredentialProviderRegistry,
+  CredentialsUnavailableError,
   credentialProviderFor,
   defaultCredentialRegistry,
   nodeChainProvider,
