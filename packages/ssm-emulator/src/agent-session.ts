@@ -442,7 +442,8 @@ export class AgentSession {
         this.forwarder?.outputDrained();
       }
       if (pacing) {
-        // The real agent pauses 1 ms after each message of at most 1024 bytes.
+        // The real agent pauses 1 ms after each message of at most 1024 bytes. One queue and one timer per data
+        // channel: every smux stream of the session shares this budget (~0.8 MB/s), as on a real agent.
         this.pacingTimer = setTimeout(() => {
           this.pacingTimer = undefined;
           this.pump();

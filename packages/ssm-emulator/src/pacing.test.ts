@@ -45,6 +45,40 @@ describe("pacing", () => {
     });
   });
 
+  it("paces the session's data channel, not each stream: 4 parallel streams through one session share one ~1 MB/s budget", async () => {
+    await withEmulator(true, async (emulator) => {
+      const { client } = await connectedClient(emulator);
+      try {
+        expect(client.multiplexed).toBe(true);
+        const streams = 4;
+        const size = 128 * 1024;
+        const started = performance.now();
+        const intact = await Promise.all(
+          Array.from({ length: streams }, async (_, i) => {
+            const stream = client.openStream();
+            const data = pattern(size, 10 + i);
+            const back = readBytes(stream, size);
+            stream.write(data);
+            const ok = (await back).equals(data);
+            stream.destroy();
+            return ok;
+          }),
+        );
+        const seconds = (performance.now() - started) / 1000;
+        expect(intact).toEqual([true, true, true, true]);
+        const outputs = client.log.filter((m) => m.type === MessageType.OutputStreamData && m.payloadType === PayloadType.Output);
+        expect(Math.max(...outputs.map((m) => m.size))).toBeLessThanOrEqual(1024);
+        // One pacer per data channel: 512 kB plus smux headers need at least 512 messages 1 ms apart, so the four
+        // together stay under ~1 MB/s. Pacing each stream on its own would let them reach ~4 MB/s.
+        const total = streams * size;
+        expect(total / seconds).toBeLessThan(1.05 * 1024 * 1024);
+        console.log(`paced download, ${streams} streams through one session: ${(total / seconds / 1e6).toFixed(2)} MB/s together`);
+      } finally {
+        client.close();
+      }
+    });
+  });
+
   it("with pacing off moves tens of MB/s", async () => {
     await withEmulator(false, async (emulator) => {
       const { client } = await connectedClient(emulator);
