@@ -21,14 +21,16 @@ export interface Plan {
   tunnelSessions: number;
   /** Before each measurement, wait at most this long for other work on the machine to calm down. */
   quietWaitMs: number;
+  /** Before each pgbench -C run, wait at most this long for earlier TIME_WAIT sockets to expire (60 s on Linux). */
+  timeWaitSettleMs: number;
   /** pgbench -S client counts and protocols of the relay section. */
   relayClients: number[];
   relayModes: Array<"simple" | "prepared">;
 }
 
 export const PLANS: Record<RunMode, Plan> = {
-  short: { mode: "short", relaySeconds: 5, repetitions: 1, connectSeconds: 5, bulkRows: 1_000_000, bulkRepetitions: 1, idleClients: 1000, statusRuns: 5, pgbenchScale: 10, tunnelTransferMb: 2, tunnelSessions: 4, quietWaitMs: 5_000, relayClients: [1, 16, 64], relayModes: ["simple", "prepared"] },
-  long: { mode: "long", relaySeconds: 20, repetitions: 3, connectSeconds: 15, bulkRows: 1_000_000, bulkRepetitions: 3, idleClients: 1000, statusRuns: 20, pgbenchScale: 10, tunnelTransferMb: 8, tunnelSessions: 4, quietWaitMs: 60_000, relayClients: [1, 16, 64], relayModes: ["simple", "prepared"] },
+  short: { mode: "short", relaySeconds: 5, repetitions: 1, connectSeconds: 5, bulkRows: 1_000_000, bulkRepetitions: 1, idleClients: 1000, statusRuns: 5, pgbenchScale: 10, tunnelTransferMb: 2, tunnelSessions: 4, quietWaitMs: 5_000, timeWaitSettleMs: 20_000, relayClients: [1, 16, 64], relayModes: ["simple", "prepared"] },
+  long: { mode: "long", relaySeconds: 20, repetitions: 3, connectSeconds: 15, bulkRows: 1_000_000, bulkRepetitions: 3, idleClients: 1000, statusRuns: 20, pgbenchScale: 10, tunnelTransferMb: 8, tunnelSessions: 4, quietWaitMs: 60_000, timeWaitSettleMs: 65_000, relayClients: [1, 16, 64], relayModes: ["simple", "prepared"] },
 };
 
 export type PathName = "direct" | "rdsd" | "pgbouncer";

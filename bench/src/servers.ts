@@ -156,7 +156,7 @@ export async function startPgbouncer(dir: string, db: BenchDatabase, tls: BenchT
 }
 
 export interface RdsdDaemon {
-  /** Listen ports of the targets, in config order (t0 first). */
+  /** Listen ports of the targets, in config order (t0 first); the last one has allowOtherUsers: true. */
   ports: number[];
   process: RunningProcess;
   /** RDSD_STATE_DIR and RDSD_RUNTIME_DIR of this daemon: `rdsd status` needs them to find its control socket. */
@@ -179,6 +179,8 @@ export async function startRdsd(dir: string, db: BenchDatabase, tls: BenchTls, t
   ];
   ports.forEach((port, i) => {
     lines.push(`  t${i}:`, `    host: ${RDS_HOST}`, `    listen: "127.0.0.1:${port}"`, `    database: ${BENCH_DATABASE}`, `    tunnel: { address: "127.0.0.1:${db.server.port}" }`);
+    // The last target skips the local-user check, so the bench can show what that check costs per connection.
+    if (i === targets - 1 && targets > 1) lines.push("    allowOtherUsers: true");
   });
   return startDaemonProcess(join(dir, "rdsd-direct"), lines.join("\n") + "\n", ports, { BENCH_DB_PASSWORD: db.password }, opts);
 }

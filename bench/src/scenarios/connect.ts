@@ -1,5 +1,6 @@
-import { pgbenchSelect, type PgbenchRun } from "../pgbench.js";
-import { ratio } from "../stats.js";
+import { pgbenchSelect, type Endpoint, type PgbenchRun } from "../pgbench.js";
+import { median, ratio } from "../stats.js";
+import { awaitFewTimeWait, tcpTableSize, type TcpTableSize } from "../tcp-table.js";
 import { PATHS, type BenchContext, type PathName, type ResultRow } from "../model.js";
 import { medianOf, proxySample } from "./relay.js";
 
@@ -7,26 +8,42 @@ const CONNECT_GOAL = 1.3;
 
 /**
  * `pgbench -S -C`: a new connection for every transaction, one client. rdsd's cost per connection is a local
- * accept plus a full upstream TLS handshake and login (the password, like a cached IAM token, needs no
- * signing); pgbouncer in session mode hands out an already open server connection.
+ * accept, the local-user check (a scan of /proc/net/tcp, which grows with every TIME_WAIT socket on the
+ * machine), a full upstream TLS handshake and login (the password, like a cached IAM token, needs no signing);
+ * pgbouncer in session mode hands out an already open server connection. rdsd is also measured on a target
+ * with allowOtherUsers: true, which skips the check, to show its share.
  */
 export async function measureConnect(ctx: BenchContext): Promise<ResultRow[]> {
   const runs: Record<PathName, PgbenchRun[]> = { direct: [], rdsd: [], pgbouncer: [] };
   const cpuPerConnection: Record<PathName, number[]> = { direct: [], rdsd: [], pgbouncer: [] };
+  const unchecked: PgbenchRun[] = [];
+  const uncheckedCpu: number[] = [];
+  const tables: { start: TcpTableSize; end: TcpTableSize }[] = [];
+  const uncheckedEndpoint: Endpoint = { ...ctx.endpoints.rdsd, label: "rdsd (allowOtherUsers)", port: ctx.rdsd.ports.at(-1)! };
+  const measure = async (path: PathName, endpoint: Endpoint, cpu: number[]): Promise<PgbenchRun> => {
+    // Each run starts once earlier bursts' TIME_WAIT sockets are (nearly) gone: the same table for every path.
+    await awaitFewTimeWait(ctx.plan.timeWaitSettleMs);
+    await ctx.quiet();
+    const start = await tcpTableSize();
+    const before = await proxySample(ctx, path);
+    const run = await pgbenchSelect(endpoint, ctx.binDir, { clients: 1, seconds: ctx.plan.connectSeconds, mode: "simple", connectPerTransaction: true });
+    const after = await proxySample(ctx, path);
+    if (endpoint === ctx.endpoints.rdsd) tables.push({ start, end: await tcpTableSize() });
+    if (before !== undefined && after !== undefined) cpu.push(((after - before) * 1000) / run.transactions);
+    ctx.log(`  connect ${endpoint.label}: ${(1000 / run.tps).toFixed(2)} ms per connection+transaction (${start.rows} TCP sockets listed at start)`);
+    return run;
+  };
   for (let rep = 0; rep < ctx.plan.repetitions; rep++) {
-    for (const path of PATHS) {
-      await ctx.quiet();
-      const before = await proxySample(ctx, path);
-      const run = await pgbenchSelect(ctx.endpoints[path], ctx.binDir, { clients: 1, seconds: ctx.plan.connectSeconds, mode: "simple", connectPerTransaction: true });
-      const after = await proxySample(ctx, path);
-      runs[path].push(run);
-      if (before !== undefined && after !== undefined) cpuPerConnection[path].push(((after - before) * 1000) / run.transactions);
-      ctx.log(`  connect ${path}: ${(1000 / run.tps).toFixed(2)} ms per connection+transaction`);
-    }
+    for (const path of PATHS) runs[path].push(await measure(path, ctx.endpoints[path], cpuPerConnection[path]));
+    unchecked.push(await measure("rdsd", uncheckedEndpoint, uncheckedCpu));
   }
   const perTransactionMs = medianOf(runs, (r) => 1000 / r.tps);
   const connectionMs = medianOf(runs, (r) => r.connectionMs ?? NaN);
   const slowdown = ratio(perTransactionMs.rdsd, perTransactionMs.direct);
+  const uncheckedMs = median(unchecked.map((r) => 1000 / r.tps));
+  const startRows = median(tables.map((t) => t.start.rows));
+  const endRows = median(tables.map((t) => t.end.rows));
+  const endTimeWait = median(tables.map((t) => t.end.timeWait));
   return [
     {
       section: "connect",
@@ -36,9 +53,20 @@ export async function measureConnect(ctx: BenchContext): Promise<ResultRow[]> {
       better: "lower",
       goal: `<= ${CONNECT_GOAL}x direct`,
       met: slowdown <= CONNECT_GOAL,
-      note: `rdsd takes ${slowdown.toFixed(2)}x direct's time per connection`,
+      note:
+        `rdsd takes ${slowdown.toFixed(2)}x direct's time per connection; its local-user check scans /proc/net/tcp up to the client's row, ` +
+        `and the table grew from ${startRows.toFixed(0)} to ${endRows.toFixed(0)} rows (${endTimeWait.toFixed(0)} TIME_WAIT) during rdsd's run`,
     },
     { section: "connect", measure: "pgbench -S -C, 1 client: connection time as pgbench reports it", unit: "ms", values: connectionMs, better: "lower" },
+    {
+      section: "connect",
+      measure: "pgbench -S -C, 1 client: wall per connection + transaction, local-user check off (allowOtherUsers)",
+      unit: "ms",
+      values: { direct: perTransactionMs.direct, rdsd: uncheckedMs },
+      better: "lower",
+      note: "the same daemon on a target with allowOtherUsers: true (direct repeated from the row above): what the /proc/net/tcp scan costs",
+    },
     { section: "cpu", measure: "proxy CPU per connection (pgbench -C)", unit: "ms", values: medianOf({ ...cpuPerConnection, direct: [] }, (v) => v), better: "lower" },
+    { section: "cpu", measure: "proxy CPU per connection (pgbench -C), local-user check off", unit: "ms", values: { rdsd: median(uncheckedCpu) }, better: "lower" },
   ];
 }
