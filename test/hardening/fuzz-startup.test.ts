@@ -4,7 +4,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildSslRequest, buildStartupMessage, CANCEL_REQUEST_CODE, GSSENC_REQUEST_CODE, textParameter } from "@rdsd/pg-wire";
 import { freePort } from "@rdsd/testkit";
-import { backendMessages, daemonLogs, DB_PASSWORD, eventually, findSecrets, processFootprint, startDaemon, startWorld, status, targetYaml, writeConfig, type DaemonProcess, type World } from "./harness.js";
+import { backendMessages, daemonLogs, DB_PASSWORD, eventually, findSecrets, heavyPhase, processFootprint, startDaemon, startWorld, status, targetYaml, writeConfig, type DaemonProcess, type World } from "./harness.js";
 
 // Mutation fuzzing of the client-facing startup phase of a real daemon process, for a bounded time: valid
 // StartupMessage / SSLRequest / CancelRequest / GSSENCRequest / TLS ClientHello packets with bits flipped,
@@ -246,7 +246,7 @@ async function settledFootprint() {
 }
 
 describe("fuzzing the startup phase of a real daemon", () => {
-  it(`mutated startup packets, TLS garbage and slow drips for ${FUZZ_MS / 1000} s, ${CONCURRENCY} at a time: the daemon stays up, every listener keeps serving, fds return to baseline`, async () => {
+  it(`mutated startup packets, TLS garbage and slow drips for ${FUZZ_MS / 1000} s, ${CONCURRENCY} at a time: the daemon stays up, every listener keeps serving, fds return to baseline`, () => heavyPhase(async () => {
     console.log(`fuzz seed ${SEED} (replay with RDSD_FUZZ_SEED=${SEED})`);
     const r = prng(SEED);
     const listeners = ports.flatMap((port) => ["127.0.0.1", "::1"].map((host) => ({ host, port })));
@@ -297,7 +297,7 @@ describe("fuzzing the startup phase of a real daemon", () => {
     expect(after.fds).toBeLessThanOrEqual(before.fds + 2);
     expect(after.rssKb - before.rssKb).toBeLessThan(100 * 1024);
     expect(daemon!.output()).not.toMatch(/\n\s+at .+\(.+:\d+:\d+\)|Uncaught|unhandled/i); // no stack traces
-  }, FUZZ_MS + 90_000);
+  }), FUZZ_MS + 330_000);
 
   it("nothing produced (daemon output and log, the daemon's answers) holds the database password", async () => {
     await daemon!.kill();

@@ -312,3 +312,42 @@ export function backendMessages(bytes: Buffer): Array<{ type: string; body: Buff
   }
   return out;
 }
+
+/**
+ * Runs `fn` while no other heavy phase (load, fuzz) of this suite runs, in any test file or process: vitest
+ * runs files in parallel, and two of them saturating two cores would measure each other, not the daemon.
+ * The lock is a directory holding the owner's pid; a lock whose owner is gone is taken over.
+ */
+export async function heavyPhase<T>(fn: () => Promise<T>, waitMs = 240_000): Promise<T> {
+  const { mkdir, rm, writeFile: write, readFile: read } = await import("node:fs/promises");
+  const { tmpdir } = await import("node:os");
+  const lock = join(tmpdir(), "rdsd-hardening-heavy.lock");
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    try {
+      await mkdir(lock);
+      await write(join(lock, "pid"), String(process.pid));
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      const owner = Number(await read(join(lock, "pid"), "utf8").catch(() => ""));
+      if (owner > 0 && !isAlive(owner)) await rm(lock, { recursive: true, force: true });
+      else if (Date.now() > deadline) throw new Error(`another heavy test phase (pid ${owner || "?"}) held ${lock} for ${waitMs} ms`);
+      else await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await rm(lock, { recursive: true, force: true });
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
