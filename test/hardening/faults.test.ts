@@ -223,6 +223,11 @@ describe("faults through a real daemon (native tunnel, emulator)", () => {
     }, 120_000);
   }
 
+  // Skipped: a real daemon process cannot be made to see its clock jump without changing the machine's clock
+  // (root, and every other test on the machine with it). packages/tunnel/test/wake.test.ts covers it on the
+  // supervisor the daemon runs: a jump past the wake threshold probes at once and replaces a black-holed session.
+  it.skip("a clock jump (the machine slept): covered at tunnel level by packages/tunnel/test/wake.test.ts", () => {});
+
   it("no secret (database password, AWS secret key, any session token) appears in anything produced", async () => {
     await daemon!.kill("SIGTERM");
     daemon = undefined;
