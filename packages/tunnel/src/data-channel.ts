@@ -131,6 +131,12 @@ export class DataChannel extends EventEmitter<{
     return this.state === "ended";
   }
 
+  /** How long data we sent has waited without any acknowledgement (0 when nothing is outstanding, or not open). */
+  get unacknowledgedForMs(): number {
+    if (this.state !== "open" || this.stallSince === undefined) return 0;
+    return Math.max(0, this.clock.now() - this.stallSince);
+  }
+
   /** Unacknowledged messages we sent. */
   get outstanding(): number {
     return this.reliable.outstandingCount;

@@ -110,6 +110,10 @@ export class NativeSession extends EventEmitter<TunnelSessionEvents> implements 
     return this.endedWith !== undefined;
   }
 
+  get unacknowledgedForMs(): number {
+    return this.channel.unacknowledgedForMs;
+  }
+
   get available(): boolean {
     return !this.ended && !this.spent;
   }

@@ -26,6 +26,11 @@ export interface TunnelSession extends EventEmitter<TunnelSessionEvents> {
   /** Whether openStream can be called (not ended, and not a spent single-use session). */
   readonly available: boolean;
   readonly ended: boolean;
+  /**
+   * How long data sent on the session has gone unacknowledged (drivers that can tell: native). A session that
+   * carries nothing (a black hole) shows here within seconds, long before a periodic probe would find it.
+   */
+  readonly unacknowledgedForMs?: number;
   /** Opens a byte stream to host:port. Rejects with a ProxyError. */
   openStream(signal?: AbortSignal): Promise<Duplex>;
   /** Ends the session here and on AWS (TerminateSession). Open streams are destroyed. */

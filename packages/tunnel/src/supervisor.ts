@@ -53,6 +53,12 @@ export interface SupervisorOptions {
   /** How often the clock is checked for jumps (default 5 s); a gap over wakeThresholdMs means the machine slept. */
   wakeCheckIntervalMs?: number;
   wakeThresholdMs?: number;
+  /**
+   * Probe a session at once (at the next clock check) when data sent on it has had no acknowledgement for this
+   * long (default 5 s; the agent acknowledges in milliseconds). A black-holed session is found in seconds instead
+   * of at the next periodic probe or the data channel's own 20 s stall limit.
+   */
+  stallProbeMs?: number;
 }
 
 export interface SessionStatus {
@@ -121,6 +127,10 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
   private failureSerial = 0;
   private idleTimer: TimerHandle | undefined;
   private wakeTimer: TimerHandle | undefined;
+  /** Slots with a probe in flight: one probe per session at a time. */
+  private readonly probing = new Set<Slot>();
+  /** When each slot was last probed for a stall: a session that passes keeps its stall without a probe per beat. */
+  private readonly stallProbedAt = new Map<Slot, number>();
   private lastBeat = 0;
 
   constructor(private readonly options: SupervisorOptions) {
@@ -472,6 +482,8 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
     if (!session) return;
     slot.probeTimer = undefined;
     if (session.singleUse) return; // a probe would use up its one connection; its connection gets a fresh session anyway
+    if (this.probing.has(slot)) return;
+    this.probing.add(slot);
     try {
       await probeSession(session, this.options.probeTimeoutMs ?? 8_000, this.options.host);
       if (slot.session === session) this.scheduleProbe(slot);
@@ -484,6 +496,25 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
       this.closeLater(session);
       this.fill(slot);
       this.updateState();
+    } finally {
+      this.probing.delete(slot);
+    }
+  }
+
+  /** Probes sessions whose sent data has gone unacknowledged for stallProbeMs. */
+  private probeStalled(): void {
+    const limit = this.options.stallProbeMs ?? 5_000;
+    for (const slot of this.slots) {
+      const session = slot.session;
+      if (!session || session.singleUse || this.probing.has(slot)) continue;
+      const waited = session.unacknowledgedForMs ?? 0;
+      if (waited < limit) continue;
+      const last = this.stallProbedAt.get(slot);
+      if (last !== undefined && this.clock.now() - last < waited) continue; // already probed during this stall
+      this.stallProbedAt.set(slot, this.clock.now());
+      this.logger.info("no acknowledgement on the session; probing it now", { target: this.options.name, session: session.id, waitedMs: waited });
+      this.clock.clearTimeout(slot.probeTimer);
+      void this.probe(slot);
     }
   }
 
@@ -506,6 +537,8 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
       if (now - this.lastBeat > interval + threshold) {
         this.logger.info("clock jumped (the machine slept?); probing sessions", { target: this.options.name, gapMs: now - this.lastBeat });
         this.probeAll();
+      } else {
+        this.probeStalled();
       }
       this.lastBeat = now;
       if (!this.stopped) this.wakeTimer = this.clock.setTimeout(beat, interval);

@@ -103,6 +103,45 @@ describe("supervisor against the emulator", () => {
     (await roundTrip(t)).destroy();
   });
 
+  it("black hole with a client writing: found by the unacknowledged data within the stall limit, long before the periodic probe", async () => {
+    // Periodic probes and the data channel's own stall limit are out of reach: only the stall probe can find it.
+    const slow = {
+      supervisor: { probeIntervalMs: 3_600_000, probeTimeoutMs: 500, wakeCheckIntervalMs: 100, stallProbeMs: 400, backoff: { initialMs: 50, maxMs: 500 }, openTimeoutMs: 5_000 },
+      channel: { ackStallTimeoutMs: 3_600_000, resumeTimeoutMs: 3_000 },
+    };
+    const { t, status } = await readyTunnel({}, slow);
+    const stream = await roundTrip(t);
+    const failure = streamError(stream);
+    emulator.setFaults({ sessionId: status.sessionIds[0]! }, { blackHole: true });
+    const started = Date.now();
+    stream.write("into the void");
+    const next = await waitForState(t, (s) => s.state === "ready" && s.sessionIds[0] !== status.sessionIds[0], 5_000);
+    expect(Date.now() - started).toBeLessThan(3_000); // 400 ms stall + a 100 ms check + a 500 ms probe, with margin
+    expect(await failure).toBeInstanceOf(ProxyError);
+    expect(next.sessionIds).toHaveLength(1);
+    (await roundTrip(t)).destroy();
+  });
+
+  it("a session that stops acknowledging but still carries data passes the stall probe once per stall, not at every check", async () => {
+    const logs: string[] = [];
+    const logger = { debug: () => {}, info: (m: string) => logs.push(m), warn: (m: string) => logs.push(m), error: (m: string) => logs.push(m) };
+    const deps = {
+      supervisor: { probeIntervalMs: 3_600_000, probeTimeoutMs: 1_000, wakeCheckIntervalMs: 50, stallProbeMs: 200, backoff: { initialMs: 50, maxMs: 500 }, openTimeoutMs: 5_000 },
+      channel: { ackStallTimeoutMs: 3_600_000, resumeTimeoutMs: 3_000 },
+      logger,
+    };
+    const { t, status } = await readyTunnel({}, deps);
+    const stream = await roundTrip(t);
+    emulator.setFaults({ sessionId: status.sessionIds[0]! }, { stopAcknowledging: true });
+    stream.write("unacknowledged");
+    await new Promise((r) => setTimeout(r, 1_200)); // six times the stall limit, 24 checks
+    expect(t.status().sessionIds).toEqual(status.sessionIds); // the probe got its answer: the session stays
+    const probes = logs.filter((m) => m === "no acknowledgement on the session; probing it now").length;
+    expect(probes).toBeGreaterThanOrEqual(1);
+    expect(probes).toBeLessThanOrEqual(3);
+    stream.destroy();
+  });
+
   it("agent stops acknowledging: the session is declared lost and replaced", async () => {
     const { t, status } = await readyTunnel();
     emulator.setFaults({ sessionId: status.sessionIds[0]! }, { stopAcknowledging: true });
