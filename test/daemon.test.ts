@@ -23,7 +23,11 @@ beforeAll(async () => {
   dir = await tempDir("rdsd-daemon-test-");
 });
 
+// Daemons a failed test did not stop: killed here, so a red run leaves no process behind.
+const daemons = new Set<ChildProcess>();
+
 afterAll(async () => {
+  for (const child of daemons) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
   await pgServer?.stop();
   await rds?.cleanup();
   await dir?.cleanup();
@@ -35,6 +39,7 @@ async function startDaemon(configPath: string, env: NodeJS.ProcessEnv = {}): Pro
     env: { ...process.env, RDSD_STATE_DIR: join(dir.path, "state"), RDSD_RUNTIME_DIR: join(dir.path, "run"), ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
+  daemons.add(child);
   let output = "";
   child.stdout!.on("data", (c: Buffer) => (output += c.toString()));
   child.stderr!.on("data", (c: Buffer) => (output += c.toString()));
