@@ -4,7 +4,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket, WebSocketServer } from "ws";
 import { encodeClientMessage, encodeSmuxFrame, MessageType, PayloadType, randomUuid, SmuxCommand } from "@rdsd/ssm-protocol";
-import { freePort } from "@rdsd/testkit";
+import { freePort, seededRandom } from "@rdsd/testkit";
 import { daemonLogs, DB_PASSWORD, eventually, findSecrets, heavyPhase, processFootprint, startDaemon, startWorld, status, targetYaml, writeConfig, type DaemonProcess, type World } from "./harness.js";
 
 // The emulator-facing side of rdsd's native SSM client, fuzzed through a real daemon: a websocket
@@ -24,17 +24,7 @@ let port: number;
 let front: Awaited<ReturnType<typeof startFront>>;
 const clientErrors: string[] = [];
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const r = prng(SEED);
+const r = seededRandom(SEED);
 const int = (below: number) => Math.floor(r() * below);
 const pick = <T>(items: readonly T[]): T => items[int(items.length)]!;
 const junk = (n: number) => Buffer.from(Array.from({ length: n }, () => int(256)));

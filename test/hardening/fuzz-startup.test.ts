@@ -3,7 +3,7 @@ import tls from "node:tls";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildSslRequest, buildStartupMessage, CANCEL_REQUEST_CODE, GSSENC_REQUEST_CODE, textParameter } from "@rdsd/pg-wire";
-import { freePort } from "@rdsd/testkit";
+import { freePort, seededRandom } from "@rdsd/testkit";
 import { backendMessages, daemonLogs, DB_PASSWORD, eventually, findSecrets, heavyPhase, processFootprint, startDaemon, startWorld, status, targetYaml, writeConfig, type DaemonProcess, type World } from "./harness.js";
 
 // Mutation fuzzing of the client-facing startup phase of a real daemon process, for a bounded time: valid
@@ -52,18 +52,6 @@ async function captureClientHello(): Promise<Buffer> {
   client.destroy();
   server.close();
   return hello;
-}
-
-/** mulberry32: a small seeded PRNG, so a failing run can be replayed with RDSD_FUZZ_SEED. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 type Random = () => number;
@@ -248,7 +236,7 @@ async function settledFootprint() {
 describe("fuzzing the startup phase of a real daemon", () => {
   it(`mutated startup packets, TLS garbage and slow drips for ${FUZZ_MS / 1000} s, ${CONCURRENCY} at a time: the daemon stays up, every listener keeps serving, fds return to baseline`, () => heavyPhase(async () => {
     console.log(`fuzz seed ${SEED} (replay with RDSD_FUZZ_SEED=${SEED})`);
-    const r = prng(SEED);
+    const r = seededRandom(SEED);
     const listeners = ports.flatMap((port) => ["127.0.0.1", "::1"].map((host) => ({ host, port })));
     for (const { host, port } of listeners) await goodClient(host, port, false);
     const before = await settledFootprint();

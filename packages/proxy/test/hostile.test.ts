@@ -2,6 +2,7 @@ import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { readBackendFrame, decodeErrorFields } from "@rdsd/pg-wire";
 import { DirectDialer, passwordAuth, type Dialer } from "@rdsd/proxy";
+import { seededRandom } from "@rdsd/testkit";
 import { RecordingLogger, startProxyWorld, untilIdle, type ProxyWorld, type RunningProxy } from "./fixture.js";
 import { cancelRequest, RawConnection, sslRequest, startupMessage } from "./raw.js";
 
@@ -67,18 +68,6 @@ class GatedDialer implements Dialer {
     await this.gate;
     return this.inner.dial(signal);
   }
-}
-
-/** A deterministic PRNG (mulberry32): the same hostile bytes on every run. */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**

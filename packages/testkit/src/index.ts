@@ -10,3 +10,4 @@ export {
   type RecordingTlsServer,
 } from "./recording-servers.js";
 export { freePort, tempDir, type TempDir } from "./temp.js";
+export { seededRandom } from "./random.js";
