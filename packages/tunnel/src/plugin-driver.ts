@@ -48,8 +48,9 @@ export class PluginDriver implements SessionFactory {
       throw tunnelError(pluginNotFound(this.options.pluginPath));
     }
     const localPort = await freePort();
-    const request = this.options.api.startSessionInput({ instanceId, host: this.options.host, port: this.options.port, localPort });
-    const credentials = await this.options.api.startSession({ instanceId, host: this.options.host, port: this.options.port, localPort }, signal);
+    const sessionRequest = { instanceId, host: this.options.host, port: this.options.port, localPort };
+    const request = this.options.api.startSessionInput(sessionRequest);
+    const credentials = await this.options.api.startSession(sessionRequest, signal);
     try {
       return await PluginSession.spawn({ ...this.options, instanceId, localPort, credentials, request, useEnv: useEnvForm(version) }, signal);
     } catch (err) {
