@@ -2,7 +2,7 @@ import { EventEmitter } from "node:events";
 import net from "node:net";
 import type { Duplex } from "node:stream";
 import tls from "node:tls";
-import { SqlState, startupParameter, textParameter, type CancelRequest, type StartupMessage, type StartupParameter } from "@rdsd/pg-wire";
+import { CANCEL_REQUEST_CODE, SqlState, startupParameter, textParameter, type CancelRequest, type StartupMessage, type StartupParameter } from "@rdsd/pg-wire";
 import { CancelRegistry } from "./cancel-registry.js";
 import { readClientHello } from "./client-startup.js";
 import type { Dialer } from "./dialer.js";
@@ -431,7 +431,7 @@ class LocalUserRefused extends Error {
 function cancelPacket(key: { processId: number; secretKey: Buffer }): Buffer {
   const out = Buffer.allocUnsafe(12 + key.secretKey.length);
   out.writeUInt32BE(out.length, 0);
-  out.writeUInt32BE(80877102, 4);
+  out.writeUInt32BE(CANCEL_REQUEST_CODE, 4);
   out.writeUInt32BE(key.processId, 8);
   key.secretKey.copy(out, 12);
   return out;
