@@ -47,6 +47,11 @@ export function splitHostPort(text: string): { host: string; port: number } | un
   return port === undefined ? undefined : { host, port };
 }
 
+/** "HOST:PORT", or "[V6]:PORT" for an IPv6 literal: the inverse of splitHostPort, as logs and status show addresses. */
+export function joinHostPort(host: string, port: number): string {
+  return isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
 const HOSTNAME_LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i;
 
 /** A DNS name (letters, digits, hyphens; dot-separated labels of up to 63) or an IP literal. */

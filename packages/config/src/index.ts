@@ -18,5 +18,5 @@ export { parseConfig, type ParseOptions } from "./parse.js";
 export { loadConfig, resolveConfigPath, type ConfigPathSources } from "./load.js";
 export { diffConfigs } from "./diff.js";
 export { parseDuration } from "./duration.js";
-export { isLoopback } from "./addresses.js";
+export { isLoopback, joinHostPort } from "./addresses.js";
 export { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_PLUGIN_PATH, DEFAULT_PORT } from "./target.js";

@@ -1,7 +1,7 @@
 import { access, constants, readFile } from "node:fs/promises";
 import net from "node:net";
 import { delimiter, join } from "node:path";
-import { ConfigError, loadConfig, type RdsdConfig, type TargetConfig } from "@rdsd/config";
+import { ConfigError, joinHostPort, loadConfig, type RdsdConfig, type TargetConfig } from "@rdsd/config";
 import { answers, requestDaemon, type DaemonStatus } from "@rdsd/control";
 import { credentialProviderFor, describeCredentialError, resolveRegion } from "@rdsd/iam";
 import { parseBundle, RDS_CA_BUNDLE_URL, rdsCaBundlePath } from "./rds-ca-bundle.js";
@@ -127,7 +127,7 @@ async function portChecks(targets: TargetConfig[], daemon: DaemonStatus | undefi
   const checks: DoctorCheck[] = [];
   for (const target of targets) {
     for (const address of target.listen) {
-      const shown = net.isIPv6(address.host) ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
+      const shown = joinHostPort(address.host, address.port);
       const name = `port ${target.name} ${shown}`;
       if (daemon?.targets.some((t) => t.name === target.name && t.listen.includes(shown))) {
         checks.push({ name, status: "ok", detail: "in use by rdsd for this target", fix: null });

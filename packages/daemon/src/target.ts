@@ -1,7 +1,6 @@
 import { readFile } from "node:fs/promises";
-import net from "node:net";
 import type { Duplex } from "node:stream";
-import { isLoopback, type TargetConfig } from "@rdsd/config";
+import { isLoopback, joinHostPort, type TargetConfig } from "@rdsd/config";
 import type { PemKeyPair } from "@rdsd/certs";
 import type { Problem, TargetState, TargetStatus } from "@rdsd/control";
 import { describeCredentialError, resolveRegion, type AwsCredentialIdentityProvider, type IamTokenCache } from "@rdsd/iam";
@@ -142,7 +141,7 @@ export class Target {
 
   /** The config's local-access opt-ins weaken rdsd's guard on the database login: say so at every start. */
   private warnAboutOptIns(): void {
-    const exposed = this.config.listen.filter((a) => !isLoopback(a.host)).map((a) => (net.isIPv6(a.host) ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`));
+    const exposed = this.config.listen.filter((a) => !isLoopback(a.host)).map((a) => joinHostPort(a.host, a.port));
     if (exposed.length > 0) {
       this.log.warn(`WARNING: target ${this.name} listens on non-loopback ${exposed.join(", ")} (allowNonLoopback: true): anyone who can reach it gets a database session logged in as ${this.config.user}`, { listen: exposed.join(", ") });
     }
@@ -187,7 +186,7 @@ export class Target {
   private listenAddresses(): string[] {
     const bound = this.proxy?.addresses();
     const addresses = bound && bound.length > 0 ? bound : this.config.listen;
-    return addresses.map((a) => (net.isIPv6(a.host) ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`));
+    return addresses.map((a) => joinHostPort(a.host, a.port));
   }
 
   private setState(state: TargetState): void {
