@@ -116,6 +116,38 @@ targets:
     expect(output()).not.toContain("app-secret");
   });
 
+  it("restart picks up a CA file that was missing at start: clients are told why, then served", async () => {
+    const port = await freePort();
+    const caPath = join(dir.path, "ca-arrives-later.pem");
+    const configPath = join(dir.path, "late-ca.yaml");
+    await writeFile(
+      configPath,
+      `targets:
+  orders:
+    host: ${HOST}
+    listen: "127.0.0.1:${port}"
+    user: app
+    database: orders
+    auth: { password: { env: APP_PASSWORD } }
+    tls: { ca: ${caPath} }
+    tunnel: { driver: direct, address: "127.0.0.1:${pgServer.port}" }
+`,
+    );
+    const { child } = await startDaemon(configPath, { APP_PASSWORD: "app-secret" });
+    const early = new pg.Client({ host: "127.0.0.1", port, user: "whoever" });
+    await expect(early.connect()).rejects.toThrow(`cannot read the CA file ${caPath}`);
+    await writeFile(caPath, rds.caPem);
+    const env = { ...process.env, RDSD_STATE_DIR: join(dir.path, "state"), RDSD_RUNTIME_DIR: join(dir.path, "run") };
+    const restart = await runCommand(process.execPath, [RDSD, "restart", "orders"], { env });
+    expect(restart.code).toBe(0);
+    const client = new pg.Client({ host: "127.0.0.1", port, user: "whoever" });
+    await client.connect();
+    expect((await client.query("SELECT current_user AS u")).rows[0]).toEqual({ u: "app" });
+    await client.end();
+    child.kill("SIGTERM");
+    await once(child, "exit");
+  });
+
   it("refuses a bad config naming file, line and key, with exit code 1", async () => {
     const configPath = join(dir.path, "bad.yaml");
     await writeFile(configPath, `targets:\n  orders:\n    host: ${HOST}\n    listen: abc\n    user: app\n    tunnel: { driver: direct }\n`);

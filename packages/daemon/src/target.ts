@@ -100,7 +100,7 @@ export class Target {
     await this.tunnel?.stop();
     this.tunnel = undefined;
     await this.prepare();
-    this.proxy?.setDialer(this.dialer!);
+    this.proxy?.reroute(this.dialer!, this.upstream());
     await this.startTunnel();
   }
 

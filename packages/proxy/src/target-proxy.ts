@@ -74,6 +74,7 @@ export class TargetProxy extends EventEmitter {
   private readonly clientTls: tls.SecureContext | null;
   private readonly logger: ProxyLogger;
   private dialer: Dialer;
+  private upstream: UpstreamTarget;
   private closedBytesIn = 0;
   private closedBytesOut = 0;
   private accepted = 0;
@@ -84,6 +85,7 @@ export class TargetProxy extends EventEmitter {
   constructor(private readonly options: TargetProxyOptions) {
     super();
     this.dialer = options.dialer;
+    this.upstream = options.upstream;
     this.logger = options.logger ?? silentLogger;
     this.clientTls = options.clientTls
       ? tls.createSecureContext({ cert: options.clientTls.certPem, key: options.clientTls.keyPem, minVersion: "TLSv1.2" })
@@ -116,9 +118,13 @@ export class TargetProxy extends EventEmitter {
     });
   }
 
-  /** Swaps the way to the database; connections already relaying keep theirs. */
-  setDialer(dialer: Dialer): void {
+  /**
+   * Swaps the way to the database and the upstream settings (a restart after the CA or the region was
+   * fixed); connections already relaying keep theirs.
+   */
+  reroute(dialer: Dialer, upstream: UpstreamTarget): void {
     this.dialer = dialer;
+    this.upstream = upstream;
   }
 
   stats(): TargetProxyStats {
@@ -309,19 +315,22 @@ export class TargetProxy extends EventEmitter {
     const onClientClose = () => clientGone.abort(new ProxyError("client went away", "", SqlState.connectionFailure));
     client.once("close", onClientClose);
     const signal = AbortSignal.any([clientGone.signal, AbortSignal.timeout(this.options.loginTimeoutMs ?? DEFAULT_LOGIN_TIMEOUT_MS)]);
+    // One snapshot of the route: a reroute during this login does not mix settings.
+    const target = this.upstream;
+    const dialer = this.dialer;
     // Fetch the secret while dialing (credentials may be slow); it is sent only after TLS is verified.
-    const secret = this.options.upstream.auth.secret();
+    const secret = target.auth.secret();
     secret.catch(() => {}); // observed below, or moot if dialing fails first
     let stream: Duplex | undefined;
     try {
-      stream = await this.dialer.dial(signal);
+      stream = await dialer.dial(signal);
       // Whatever the dialer returns, its errors must not crash the daemon; they surface as a close.
       stream.on("error", () => {});
-      const upstream = await secureUpstream(stream, this.options.upstream, signal);
+      const upstream = await secureUpstream(stream, target, signal);
       upstream.on("error", () => upstream.destroy());
       const refusal = await localUserCheck;
       if (refusal) throw new LocalUserRefused(refusal);
-      return await loginUpstream(upstream, this.options.upstream, startup, secret, signal);
+      return await loginUpstream(upstream, target, startup, secret, signal);
     } catch (err) {
       stream?.destroy();
       throw err;
@@ -342,7 +351,7 @@ export class TargetProxy extends EventEmitter {
     }
     const clientUser = startupParameter(message, "user");
     const clientDatabase = startupParameter(message, "database");
-    const target = this.options.upstream.user;
+    const target = this.upstream.user;
     // libpq sends database = user when none is given: that user is a local name, not a choice of database.
     const namedNone = clientDatabase === undefined || clientDatabase === "" || (clientDatabase === clientUser && clientUser !== target);
     // PostgreSQL's own default is the user's name: with no configured default, that is the target user's.
@@ -386,7 +395,7 @@ export class TargetProxy extends EventEmitter {
     const stream = await this.dialer.dial(signal);
     stream.on("error", () => {});
     try {
-      const socket = await secureUpstream(stream, this.options.upstream, signal);
+      const socket = await secureUpstream(stream, this.upstream, signal);
       await new Promise<void>((resolve) => {
         socket.once("close", () => resolve());
         socket.on("error", () => {});
