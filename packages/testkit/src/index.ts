@@ -9,5 +9,7 @@ export {
   type RecordingServer,
   type RecordingTlsServer,
 } from "./recording-servers.js";
-export { freePort, tempDir, type TempDir } from "./temp.js";
+export { tempDir, type TempDir } from "./temp.js";
+// One implementation for the product and its tests: the plugin driver needs it at run time.
+export { freePort } from "@rdsd/tunnel";
 export { seededRandom } from "./random.js";

@@ -5,10 +5,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import type { PemKeyPair } from "@rdsd/certs";
+import { freePort } from "@rdsd/tunnel";
 import { runCommand } from "./command.js";
 import { onProcessExit } from "./exit-cleanup.js";
 import { findPostgres } from "./postgres-bin.js";
-import { freePort } from "./temp.js";
 
 export interface StartPostgresOptions {
   /** Server certificate and key; ssl=on when given. Default false. */

@@ -19,6 +19,7 @@ export type { DataChannelEnd, DataChannelOptions, HandshakeResult } from "./data
 export { NativeSession, openNativeSession } from "./native-session.js";
 export type { NativeSessionOptions } from "./native-session.js";
 export { NativeDriver } from "./native-driver.js";
-export { freePort, parsePluginLine, PluginDriver, PluginSession, pluginVersion } from "./plugin-driver.js";
+export { freePort } from "./free-port.js";
+export { parsePluginLine, PluginDriver, PluginSession, pluginVersion } from "./plugin-driver.js";
 export type { PluginDriverOptions, PluginLine } from "./plugin-driver.js";
 export type { SessionFactory, TunnelSession, TunnelSessionEvents } from "./session.js";

@@ -1,13 +1,14 @@
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { EventEmitter, once } from "node:events";
-import { connect, createServer } from "node:net";
-import type { AddressInfo, Socket } from "node:net";
+import { EventEmitter } from "node:events";
+import { connect } from "node:net";
+import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { compareVersions } from "@rdsd/ssm-protocol";
 import { scrub, tunnelError } from "./errors.js";
 import type { TunnelProblem } from "./errors.js";
+import { freePort } from "./free-port.js";
 import { silentLogger } from "./logger.js";
 import type { TunnelLogger } from "./logger.js";
 import type { SessionFactory, TunnelSession, TunnelSessionEvents } from "./session.js";
@@ -294,15 +295,4 @@ export async function pluginVersion(pluginPath: string): Promise<{ found: boolea
     });
     setTimeout(() => child.kill("SIGKILL"), 5_000).unref();
   });
-}
-
-/** A free port on 127.0.0.1 (bind 0, read, release). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const port = (server.address() as AddressInfo).port;
-  server.close();
-  await once(server, "close");
-  return port;
 }

@@ -8,6 +8,7 @@ import { loadConfig } from "@rdsd/config";
 import { answers, controlSocketPath } from "@rdsd/control";
 import { runDaemon } from "@rdsd/daemon";
 import { startEmulator } from "@rdsd/ssm-emulator";
+import { freePort } from "@rdsd/tunnel";
 import { CliError, EXIT, VERSION } from "../exit.js";
 import { startLocalPostgres } from "./local-postgres.js";
 import { startRdsFront } from "./rds-front.js";
@@ -149,17 +150,6 @@ function portFree(port: number): Promise<boolean> {
     const server = net.createServer();
     server.once("error", () => resolve(false));
     server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
   });
 }
 

@@ -3,6 +3,7 @@ import { createServer } from "node:net";
 import type { AddressInfo, Server, Socket } from "node:net";
 import type { Readable } from "node:stream";
 import { ResumeSessionCommand, SSMClient, StartSessionCommand } from "@aws-sdk/client-ssm";
+import { freePort } from "@rdsd/testkit";
 import type { Emulator } from "../emulator.js";
 import { TestDataChannelClient } from "./data-channel-client.js";
 import type { TestClientOptions } from "./data-channel-client.js";
@@ -71,16 +72,8 @@ export async function echoServer(): Promise<{ server: Server; port: number; conn
   };
 }
 
-/** A port on loopback where nothing listens. */
-export async function closedPort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const port = (server.address() as AddressInfo).port;
-  server.close();
-  await once(server, "close");
-  return port;
-}
+/** A port on loopback where nothing listens (it was free a moment ago). */
+export const closedPort = (): Promise<number> => freePort();
 
 /** Reads until `n` bytes have arrived (or the stream ends). */
 export async function readBytes(stream: Readable, n: number): Promise<Buffer> {
