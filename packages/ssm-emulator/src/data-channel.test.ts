@@ -12,10 +12,11 @@ import {
   randomUuid,
 } from "@rdsd/ssm-protocol";
 import type { ClientMessage } from "@rdsd/ssm-protocol";
+import { echoServer, readBytes, seededBytes } from "@rdsd/testkit";
 import { startEmulator } from "./emulator.js";
 import type { Emulator } from "./emulator.js";
 import { TestDataChannelClient } from "./testing/data-channel-client.js";
-import { closedPort, collectOutput, connectedClient, echoServer, pattern, RDS_HOST, readBytes, startSession } from "./testing/helpers.js";
+import { closedPort, collectOutput, connectedClient, RDS_HOST, startSession } from "./testing/helpers.js";
 
 let emulator: Emulator;
 let echo: Awaited<ReturnType<typeof echoServer>>;
@@ -112,7 +113,7 @@ describe("data channel: multiplexed mode", () => {
     const size = 2 << 20;
     const results = await Promise.all(
       streams.map(async (stream, i) => {
-        const data = pattern(size, i + 1);
+        const data = seededBytes(size, i + 1);
         const back = readBytes(stream, size);
         stream.write(data);
         return (await back).equals(data);
@@ -163,7 +164,7 @@ describe("data channel: single-connection mode", () => {
     const before = echo.connections.length;
     const { client, sessionId } = await connect({ clientVersion: "1.1.61.0" });
     expect(emulator.session(sessionId)!.mode).toBe("single");
-    const data = pattern(1 << 20, 9);
+    const data = seededBytes(1 << 20, 9);
     const back = collectOutput(client, data.length);
     client.sendOutput(data);
     expect((await back).equals(data)).toBe(true);

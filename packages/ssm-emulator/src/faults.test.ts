@@ -2,11 +2,12 @@ import { once } from "node:events";
 import { DescribeInstanceInformationCommand, StartSessionCommand, TerminateSessionCommand } from "@aws-sdk/client-ssm";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { FlagValue, MessageType } from "@rdsd/ssm-protocol";
+import { echoServer, readBytes, seededBytes } from "@rdsd/testkit";
 import { startEmulator } from "./emulator.js";
 import type { Emulator } from "./emulator.js";
 import { CloseReasons } from "./faults.js";
 import { TestDataChannelClient } from "./testing/data-channel-client.js";
-import { connectedClient, echoServer, pattern, RDS_HOST, readBytes, resumeToken, sdkClient, startSession } from "./testing/helpers.js";
+import { connectedClient, RDS_HOST, resumeToken, sdkClient, startSession } from "./testing/helpers.js";
 
 let emulator: Emulator;
 let echo: Awaited<ReturnType<typeof echoServer>>;
@@ -50,7 +51,7 @@ describe("resume after a dropped websocket", () => {
   it("resumes with a new token and the same ClientId, keeps sequence numbers, loses nothing", async () => {
     const { client, sessionId } = await connect();
     const stream = client.openStream();
-    const first = pattern(300_000, 1);
+    const first = seededBytes(300_000, 1);
     const firstBack = readBytes(stream, first.length);
     stream.write(first);
     expect((await firstBack).equals(first)).toBe(true);
@@ -62,7 +63,7 @@ describe("resume after a dropped websocket", () => {
     const seqBefore = client.channel.nextSendSequence;
 
     // Written while the websocket is down: stays outstanding on the client.
-    const second = pattern(200_000, 2);
+    const second = seededBytes(200_000, 2);
     const secondBack = readBytes(stream, second.length);
     stream.write(second);
     expect(client.channel.outstandingCount).toBeGreaterThan(0);

@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MessageType, PayloadType } from "@rdsd/ssm-protocol";
+import { echoServer, readBytes, seededBytes } from "@rdsd/testkit";
 import { startEmulator } from "./emulator.js";
 import type { Emulator } from "./emulator.js";
-import { collectOutput, connectedClient, echoServer, pattern, RDS_HOST, readBytes } from "./testing/helpers.js";
+import { collectOutput, connectedClient, RDS_HOST } from "./testing/helpers.js";
 
 let echo: Awaited<ReturnType<typeof echoServer>>;
 beforeAll(async () => {
@@ -27,7 +28,7 @@ describe("pacing", () => {
       const { client } = await connectedClient(emulator, { clientVersion: "1.1.61.0" });
       try {
         const size = 256 * 1024;
-        const data = pattern(size, 3);
+        const data = seededBytes(size, 3);
         const back = collectOutput(client, size);
         const started = performance.now();
         client.sendOutput(data);
@@ -56,7 +57,7 @@ describe("pacing", () => {
         const intact = await Promise.all(
           Array.from({ length: streams }, async (_, i) => {
             const stream = client.openStream();
-            const data = pattern(size, 10 + i);
+            const data = seededBytes(size, 10 + i);
             const back = readBytes(stream, size);
             stream.write(data);
             const ok = (await back).equals(data);
@@ -85,7 +86,7 @@ describe("pacing", () => {
       try {
         const stream = client.openStream();
         const size = 32 << 20;
-        const data = pattern(size, 5);
+        const data = seededBytes(size, 5);
         const started = performance.now();
         const back = readBytes(stream, size);
         stream.write(data);

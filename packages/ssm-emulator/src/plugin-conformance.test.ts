@@ -5,13 +5,13 @@ import { connect } from "node:net";
 import { StartSessionCommand, TerminateSessionCommand } from "@aws-sdk/client-ssm";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startPostgres, tempDir } from "@rdsd/testkit";
+import { echoServer, readBytes, seededBytes, startPostgres, tempDir } from "@rdsd/testkit";
 import type { PostgresServer, TempDir } from "@rdsd/testkit";
 import { clientSupportsKeepAliveOff, compareVersions } from "@rdsd/ssm-protocol";
 import { startEmulator } from "./emulator.js";
 import { CloseReasons } from "./faults.js";
 import type { Emulator } from "./emulator.js";
-import { echoServer, pattern, readBytes, sdkClient } from "./testing/helpers.js";
+import { sdkClient } from "./testing/helpers.js";
 
 /**
  * Conformance with the official client (aws/session-manager-plugin), run the way the AWS CLI runs it.
@@ -172,10 +172,10 @@ describe.skipIf(!plugin)(`official session-manager-plugin against the emulator${
         running.push(echoPlugin);
         const size = 3 << 20;
         if (mode === "multiplexed") {
-          const results = await Promise.all([1, 2, 3].map((seed) => echoThrough(echoPlugin.localPort, pattern(size / 3, seed))));
+          const results = await Promise.all([1, 2, 3].map((seed) => echoThrough(echoPlugin.localPort, seededBytes(size / 3, seed))));
           expect(results).toEqual([true, true, true]);
         } else {
-          expect(await echoThrough(echoPlugin.localPort, pattern(size, 4))).toBe(true);
+          expect(await echoThrough(echoPlugin.localPort, seededBytes(size, 4))).toBe(true);
         }
         const info = emulator.session(echoPlugin.sessionId)!;
         expect(info.bytesFromClient).toBeGreaterThanOrEqual(size);

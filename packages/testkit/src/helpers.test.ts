@@ -1,9 +1,23 @@
+import { createHash } from "node:crypto";
+import { once } from "node:events";
 import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
+import { connect, createServer } from "node:net";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { freePort, makeRdsLikeTls, pgClientEnv, postgresBinDir, runCommand, tempDir } from "./index.js";
+import {
+  echoServer,
+  freePort,
+  makeRdsLikeTls,
+  pgClientEnv,
+  postgresBinDir,
+  readBytes,
+  readHashed,
+  runCommand,
+  seededBytes,
+  tcpServer,
+  tempDir,
+} from "./index.js";
 
 describe("runCommand", () => {
   it("feeds stdin and collects stdout, stderr and the exit code", async () => {
@@ -74,5 +88,54 @@ describe("makeRdsLikeTls", () => {
       await tls.cleanup();
     }
     expect(existsSync(tls.caPath)).toBe(false);
+  });
+});
+
+describe("tcpServer, echoServer, readBytes, readHashed", () => {
+  it("echoes over a real socket, counts connections and destroys them on close", async () => {
+    const echo = await echoServer();
+    const socket = connect(echo.port, "127.0.0.1");
+    await once(socket, "connect");
+    const back = readBytes(socket, 5);
+    socket.write("hello");
+    expect((await back).toString()).toBe("hello");
+    expect(echo.connections).toHaveLength(1);
+    const closed = once(socket, "close");
+    await echo.close();
+    await closed;
+  });
+
+  it("hashes what it reads, keeps the bytes only up to a limit, and rejects on an early end", async () => {
+    const data = seededBytes(3000, 5);
+    const server = await tcpServer((s) => s.end(data));
+    try {
+      const read = async (n: number, keepUpTo?: number) => {
+        const socket = connect(server.port, "127.0.0.1");
+        try {
+          return await readHashed(socket, n, keepUpTo);
+        } finally {
+          socket.destroy();
+        }
+      };
+      const sha256 = createHash("sha256").update(data).digest("hex");
+      expect(await read(3000)).toEqual({ hash: sha256, bytes: data });
+      expect(await read(3000, 100)).toEqual({ hash: sha256, bytes: undefined });
+      await expect(read(3001)).rejects.toThrow("stream ended after 3000 of 3001 bytes");
+      const socket = connect(server.port, "127.0.0.1");
+      await expect(readBytes(socket, 4000)).rejects.toThrow("stream ended after 3000 of 4000 bytes");
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe("seededBytes", () => {
+  it("gives the same bytes for the same seed, other bytes for another seed, at any length", () => {
+    expect(seededBytes(4099, 7)).toEqual(seededBytes(4099, 7));
+    expect(seededBytes(4099, 7).subarray(0, 13)).toEqual(seededBytes(13, 7));
+    expect(seededBytes(64, 7).equals(seededBytes(64, 8))).toBe(false);
+    expect(seededBytes(0)).toHaveLength(0);
+    // Not a constant fill: the 256 byte values all show up in 64 KB.
+    expect(new Set(seededBytes(65536, 1)).size).toBe(256);
   });
 });

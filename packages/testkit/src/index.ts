@@ -12,4 +12,6 @@ export {
 export { tempDir, type TempDir } from "./temp.js";
 // One implementation for the product and its tests: the plugin driver needs it at run time.
 export { freePort } from "@rdsd/tunnel";
-export { seededRandom } from "./random.js";
+export { seededBytes, seededRandom } from "./random.js";
+export { readBytes, readHashed } from "./read-stream.js";
+export { echoServer, tcpServer, type TcpServer } from "./tcp-server.js";

@@ -1,9 +1,8 @@
 import { once } from "node:events";
-import { connect, type Socket } from "node:net";
-import * as tls from "node:tls";
+import { connect } from "node:net";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { makeRdsLikeTls, recordingPlainServer, recordingTlsServer, type RdsLikeTls } from "./index.js";
+import { makeRdsLikeTls, readBytes, recordingPlainServer, recordingTlsServer, type RdsLikeTls } from "./index.js";
 
 const RDS_HOST = "orders-dev.abc123xyz.eu-west-2.rds.amazonaws.com";
 const TOKEN = `${RDS_HOST}:5432/?Action=connect&DBUser=app&X-Amz-Signature=${"ab".repeat(600)}`;
@@ -23,20 +22,6 @@ function pgConnect(port: number, ssl: pg.ClientConfig["ssl"]): Promise<Error & {
     () => Promise.reject(new Error("unexpectedly connected")),
     (error: Error) => error,
   );
-}
-
-function readBytes(socket: Socket | tls.TLSSocket, count: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    let got = Buffer.alloc(0);
-    const onData = (chunk: Buffer) => {
-      got = Buffer.concat([got, chunk]);
-      if (got.length < count) return;
-      socket.off("data", onData);
-      resolve(got);
-    };
-    socket.on("data", onData);
-    socket.once("error", reject);
-  });
 }
 
 describe("recordingTlsServer", () => {

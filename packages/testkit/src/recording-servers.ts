@@ -1,7 +1,7 @@
-import { once } from "node:events";
-import { createServer, type AddressInfo, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { createSecureContext, TLSSocket } from "node:tls";
 import type { PemKeyPair } from "@rdsd/certs";
+import { tcpServer } from "./tcp-server.js";
 
 /**
  * Fake Postgres servers for "the secret must never reach the server" tests. They answer the SSLRequest,
@@ -35,12 +35,10 @@ function isSslRequest(head: Buffer): boolean {
   return head.length >= 8 && head.readInt32BE(0) === 8 && head.readInt32BE(4) === SSL_REQUEST_CODE;
 }
 
-/** Shared bookkeeping of both servers: the recording, the waiters, the sockets to destroy on close. */
+/** Shared bookkeeping of both servers: the recording and the waiters. */
 class Recorder {
   private readonly chunks: Buffer[] = [];
   private readonly waiters = new Set<() => void>();
-  readonly sockets = new Set<Socket>();
-  connections = 0;
 
   record(chunk: Buffer): void {
     this.chunks.push(chunk);
@@ -115,31 +113,12 @@ function readSslRequest(socket: Socket, onSslRequest: (early: Buffer) => void, o
   socket.on("data", onData);
 }
 
-async function listen(recorder: Recorder, onConnection: (socket: Socket) => void): Promise<{ port: number; close: () => Promise<void> }> {
-  const server = createServer((socket) => {
-    recorder.connections++;
-    recorder.sockets.add(socket);
-    socket.on("close", () => recorder.sockets.delete(socket));
-    socket.on("error", () => {}); // clients that abort are part of the tests
-    onConnection(socket);
-  });
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: async () => {
-      for (const socket of recorder.sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
-
 /** Answers SSLRequest with 'S', does TLS with the given certificate and records the decrypted bytes. */
 export async function recordingTlsServer(pair: PemKeyPair): Promise<RecordingTlsServer> {
   const recorder = new Recorder();
   const secureContext = createSecureContext({ cert: pair.certPem, key: pair.keyPem });
   let handshakes = 0;
-  const listening = await listen(recorder, (socket) => {
+  const server = await tcpServer((socket) => {
     readSslRequest(
       socket,
       (early) => {
@@ -154,19 +133,19 @@ export async function recordingTlsServer(pair: PemKeyPair): Promise<RecordingTls
     );
   });
   return {
-    port: listening.port,
+    port: server.port,
     received: () => recorder.received(),
-    connectionCount: () => recorder.connections,
+    connectionCount: () => server.connections.length,
     waitFor: (predicate, timeoutMs) => recorder.waitFor(predicate, timeoutMs),
     handshakeCompleted: () => handshakes > 0,
-    close: listening.close,
+    close: server.close,
   };
 }
 
 /** A server without TLS: answers SSLRequest with 'N' and records all raw bytes that follow. */
 export async function recordingPlainServer(opts: { answerSsl: "N" } = { answerSsl: "N" }): Promise<RecordingServer> {
   const recorder = new Recorder();
-  const listening = await listen(recorder, (socket) => {
+  const server = await tcpServer((socket) => {
     const record = () => recordPostgresStream(socket, recorder);
     readSslRequest(
       socket,
@@ -179,10 +158,10 @@ export async function recordingPlainServer(opts: { answerSsl: "N" } = { answerSs
     );
   });
   return {
-    port: listening.port,
+    port: server.port,
     received: () => recorder.received(),
-    connectionCount: () => recorder.connections,
+    connectionCount: () => server.connections.length,
     waitFor: (predicate, timeoutMs) => recorder.waitFor(predicate, timeoutMs),
-    close: listening.close,
+    close: server.close,
   };
 }

@@ -4,8 +4,9 @@ import type { Emulator } from "@rdsd/ssm-emulator";
 import { randomUuid } from "@rdsd/ssm-protocol";
 import { openNativeSession } from "../src/native-session.js";
 import type { SsmApi } from "../src/ssm-api.js";
-import { apiFor, pattern, RDS_HOST, readN, sha256, tcpServer } from "./helpers.js";
-import type { TcpServer } from "./helpers.js";
+import { readHashed, seededBytes, tcpServer } from "@rdsd/testkit";
+import type { TcpServer } from "@rdsd/testkit";
+import { apiFor, RDS_HOST, sha256 } from "./helpers.js";
 
 const SIZE = 24 << 20;
 let emulator: Emulator;
@@ -14,7 +15,7 @@ let api: SsmApi;
 
 beforeAll(async () => {
   // Sends SIZE bytes as fast as TCP lets it, once the client says anything.
-  source = await tcpServer((s) => s.once("data", () => s.end(pattern(SIZE, 3))));
+  source = await tcpServer((s) => s.once("data", () => s.end(seededBytes(SIZE, 3))));
   emulator = await startEmulator({ pacing: false, hostMap: [`${RDS_HOST}=127.0.0.1:${source.port}`] });
   api = apiFor(emulator);
 });
@@ -45,9 +46,9 @@ it("a local reader that stops reading holds the session back instead of growing 
   // Buffered here: the stream's limit plus what was in flight when reading paused (one websocket read).
   expect(stream.readableLength).toBeLessThan(limit + (4 << 20));
   expect(emulator.session(session.id)!.bytesToClient).toBeLessThan(SIZE);
-  const all = readN(stream, SIZE);
+  const all = readHashed(stream, SIZE);
   stream.resume();
-  expect((await all).hash).toBe(sha256(pattern(SIZE, 3)));
+  expect((await all).hash).toBe(sha256(seededBytes(SIZE, 3)));
   stream.destroy();
   await session.close();
 }, 60_000);

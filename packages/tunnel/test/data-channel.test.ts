@@ -2,8 +2,8 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { encodeChannelClosedMessage, encodeFlag, FlagValue, PayloadType, randomUuid } from "@rdsd/ssm-protocol";
 import { CLIENT_VERSION, DataChannel } from "../src/data-channel.js";
 import type { DataChannelEnd, DataChannelOptions } from "../src/data-channel.js";
+import { seededBytes } from "@rdsd/testkit";
 import { AgentConnection, ScriptedAgent } from "./scripted-agent.js";
-import { pattern } from "./helpers.js";
 
 let agent: ScriptedAgent;
 const channels: DataChannel[] = [];
@@ -144,7 +144,7 @@ describe("data channel sequencing", () => {
 describe("data channel drops and closes", () => {
   it("resumes after a drop in mid-transfer: same ClientId, new token, sequence numbers kept, unacknowledged data resent", async () => {
     const { dc, conn, resumes } = await openChannel();
-    const payload = pattern(10_000);
+    const payload = seededBytes(10_000);
     dc.write(payload); // 10 messages of up to 1024 bytes, none acknowledged
     await conn.until(() => conn.received.filter((m) => m.payloadType === PayloadType.Output).length >= 10);
     const next = agent.nextConnection();

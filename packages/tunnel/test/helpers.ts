@@ -1,10 +1,9 @@
 import { createHash } from "node:crypto";
 import { once } from "node:events";
-import { createServer } from "node:net";
-import type { AddressInfo, Server, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { staticCredentialProvider } from "@rdsd/iam";
 import type { Emulator } from "@rdsd/ssm-emulator";
+import { tcpServer } from "@rdsd/testkit";
 import { SsmApi } from "../src/ssm-api.js";
 
 export const RDS_HOST = "orders-dev.abc123xyz.eu-west-2.rds.amazonaws.com";
@@ -12,35 +11,6 @@ export const RDS_HOST = "orders-dev.abc123xyz.eu-west-2.rds.amazonaws.com";
 export function apiFor(emulator: Emulator): SsmApi {
   return new SsmApi({ region: emulator.region, endpoint: emulator.endpoint, credentials: staticCredentialProvider(emulator.credentials) });
 }
-
-export interface TcpServer {
-  port: number;
-  connections: Socket[];
-  close(): Promise<void>;
-}
-
-/** A loopback TCP server running `handler` per connection. */
-export async function tcpServer(handler: (socket: Socket) => void): Promise<TcpServer> {
-  const connections: Socket[] = [];
-  const server: Server = createServer((socket) => {
-    connections.push(socket);
-    socket.on("error", () => {});
-    handler(socket);
-  });
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  return {
-    port: (server.address() as AddressInfo).port,
-    connections,
-    close: async () => {
-      for (const c of connections) c.destroy();
-      server.close();
-      await once(server, "close");
-    },
-  };
-}
-
-export const echoServer = () => tcpServer((s) => s.pipe(s));
 
 /** Answers an SSLRequest with 'S' and then echoes: enough for the tunnel's probe. */
 export const sslAnsweringEchoServer = () =>
@@ -62,57 +32,8 @@ export const sslAnsweringEchoServer = () =>
     });
   });
 
-/** Deterministic pseudo-random bytes. */
-export function pattern(length: number, seed = 1): Buffer {
-  const out = Buffer.allocUnsafe(length);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
-
 export function sha256(data: Buffer): string {
   return createHash("sha256").update(data).digest("hex");
-}
-
-/** Reads exactly n bytes from a stream (hashing as it goes), rejecting on error or early end. */
-export function readN(stream: Duplex, n: number): Promise<{ hash: string; bytes: Buffer | undefined }> {
-  return new Promise((resolve, reject) => {
-    const hash = createHash("sha256");
-    const keep: Buffer[] = [];
-    let got = 0;
-    const onData = (chunk: Buffer) => {
-      got += chunk.length;
-      hash.update(chunk);
-      if (n <= 1 << 20) keep.push(chunk);
-      if (got >= n) {
-        cleanup();
-        resolve({ hash: hash.digest("hex"), bytes: n <= 1 << 20 ? Buffer.concat(keep) : undefined });
-      }
-    };
-    const onEnd = () => {
-      cleanup();
-      reject(new Error(`stream ended after ${got} of ${n} bytes`));
-    };
-    const onError = (err: Error) => {
-      cleanup();
-      reject(err);
-    };
-    const cleanup = () => {
-      stream.off("data", onData);
-      stream.off("end", onEnd);
-      stream.off("close", onEnd);
-      stream.off("error", onError);
-    };
-    stream.on("data", onData);
-    stream.on("end", onEnd);
-    stream.on("close", onEnd);
-    stream.on("error", onError);
-  });
 }
 
 /** Writes `data` in pieces, honouring backpressure. */

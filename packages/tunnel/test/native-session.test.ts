@@ -5,8 +5,9 @@ import { randomUuid } from "@rdsd/ssm-protocol";
 import { openNativeSession } from "../src/native-session.js";
 import type { NativeSession } from "../src/native-session.js";
 import type { SsmApi } from "../src/ssm-api.js";
-import { apiFor, echoServer, pattern, RDS_HOST, readN, sha256 } from "./helpers.js";
-import type { TcpServer } from "./helpers.js";
+import { echoServer, readHashed, seededBytes } from "@rdsd/testkit";
+import type { TcpServer } from "@rdsd/testkit";
+import { apiFor, RDS_HOST, sha256 } from "./helpers.js";
 
 let emulator: Emulator;
 let echo: TcpServer;
@@ -34,8 +35,8 @@ describe("native session against the emulator", () => {
     expect(session.singleUse).toBe(false);
     expect(emulator.session(session.id)?.mode).toBe("multiplexed");
     const stream = await session.openStream();
-    const data = pattern(200_000);
-    const back = readN(stream, data.length);
+    const data = seededBytes(200_000);
+    const back = readHashed(stream, data.length);
     stream.write(data);
     expect((await back).hash).toBe(sha256(data));
     stream.destroy();

@@ -6,11 +6,10 @@ import { ProxyError } from "@rdsd/proxy";
 import { startEmulator } from "@rdsd/ssm-emulator";
 import type { Emulator } from "@rdsd/ssm-emulator";
 import { tempDir } from "@rdsd/testkit";
-import type { TempDir } from "@rdsd/testkit";
+import type { TcpServer, TempDir } from "@rdsd/testkit";
 import { PluginDriver } from "../src/plugin-driver.js";
 import type { SsmApi } from "../src/ssm-api.js";
 import { apiFor, RDS_HOST, sslAnsweringEchoServer } from "./helpers.js";
-import type { TcpServer } from "./helpers.js";
 import { target, tunnelFor, waitForState } from "./tunnel-helpers.js";
 
 // The official plugin is not on this machine: a stand-in with its command line, output and signals tests the

@@ -4,8 +4,8 @@ import { ProxyError } from "@rdsd/proxy";
 import { startEmulator } from "@rdsd/ssm-emulator";
 import type { Emulator } from "@rdsd/ssm-emulator";
 import type { Tunnel } from "../src/tunnel.js";
+import type { TcpServer } from "@rdsd/testkit";
 import { RDS_HOST, sslAnsweringEchoServer, streamError } from "./helpers.js";
-import type { TcpServer } from "./helpers.js";
 import { roundTrip, target, tunnelFor, waitForState } from "./tunnel-helpers.js";
 
 const INSTANCE = "i-0e1d2c3b4a5968778";

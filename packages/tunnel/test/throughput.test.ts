@@ -2,8 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startEmulator } from "@rdsd/ssm-emulator";
 import type { Emulator } from "@rdsd/ssm-emulator";
 import type { Tunnel } from "../src/tunnel.js";
-import { pattern, RDS_HOST, readN, sha256, tcpServer, writeAll } from "./helpers.js";
-import type { TcpServer } from "./helpers.js";
+import { readHashed, seededBytes, tcpServer } from "@rdsd/testkit";
+import type { TcpServer } from "@rdsd/testkit";
+import { RDS_HOST, sha256, writeAll } from "./helpers.js";
 import { target, tunnelFor, waitForState } from "./tunnel-helpers.js";
 
 // The probe is not what is measured here: the "database" is an echo server that answers SSLRequest.
@@ -29,7 +30,7 @@ beforeAll(async () => {
   download = await tcpServer((s) => {
     s.once("data", (c: Buffer) => {
       if (c.length === 8 && c.readUInt32BE(4) === 80877103) s.write("S");
-      else s.end(pattern(DOWNLOAD_BYTES, 7));
+      else s.end(seededBytes(DOWNLOAD_BYTES, 7));
     });
   });
 });
@@ -64,8 +65,8 @@ describe("throughput (emulator without pacing)", () => {
     expect(tunnel.status().connections).toBe(100);
     const results = await Promise.all(
       streams.map(async (stream, i) => {
-        const data = pattern(20_000, i + 1);
-        const back = readN(stream, data.length);
+        const data = seededBytes(20_000, i + 1);
+        const back = readHashed(stream, data.length);
         await writeAll(stream, data);
         const got = await back;
         stream.destroy();
@@ -77,10 +78,10 @@ describe("throughput (emulator without pacing)", () => {
   });
 
   it("carries 50 MB through one connection intact (SHA-256)", async () => {
-    const data = pattern(50 << 20, 42);
+    const data = seededBytes(50 << 20, 42);
     const stream = await tunnel.dialer.dial(AbortSignal.timeout(10_000));
     const started = performance.now();
-    const back = readN(stream, data.length);
+    const back = readHashed(stream, data.length);
     await writeAll(stream, data);
     const got = await back;
     const seconds = (performance.now() - started) / 1000;
@@ -106,14 +107,14 @@ describe("throughput (emulator with the agent's pacing)", () => {
     const started = performance.now();
     const hashes = await Promise.all(
       streams.map((s) => {
-        const r = readN(s, DOWNLOAD_BYTES);
+        const r = readHashed(s, DOWNLOAD_BYTES);
         s.write("go");
         return r;
       }),
     );
     const seconds = (performance.now() - started) / 1000;
     for (const s of streams) s.destroy();
-    const expected = sha256(pattern(DOWNLOAD_BYTES, 7));
+    const expected = sha256(seededBytes(DOWNLOAD_BYTES, 7));
     expect(hashes.every((h) => h.hash === expected)).toBe(true);
     return seconds;
   }

@@ -7,8 +7,8 @@ import { ManualClock } from "../src/clock.js";
 import { NativeDriver } from "../src/native-driver.js";
 import { Supervisor } from "../src/supervisor.js";
 import type { SupervisorStatus } from "../src/supervisor.js";
+import type { TcpServer } from "@rdsd/testkit";
 import { apiFor, RDS_HOST, sslAnsweringEchoServer } from "./helpers.js";
-import type { TcpServer } from "./helpers.js";
 
 let emulator: Emulator;
 let db: TcpServer;

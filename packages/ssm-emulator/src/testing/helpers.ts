@@ -1,7 +1,3 @@
-import { once } from "node:events";
-import { createServer } from "node:net";
-import type { AddressInfo, Server, Socket } from "node:net";
-import type { Readable } from "node:stream";
 import { ResumeSessionCommand, SSMClient, StartSessionCommand } from "@aws-sdk/client-ssm";
 import { freePort } from "@rdsd/testkit";
 import type { Emulator } from "../emulator.js";
@@ -50,63 +46,8 @@ export async function connectedClient(
   return { client, sessionId: session.sessionId };
 }
 
-/** A TCP server on loopback that echoes, counting connections. */
-export async function echoServer(): Promise<{ server: Server; port: number; connections: Socket[]; close(): Promise<void> }> {
-  const connections: Socket[] = [];
-  const server = createServer((socket) => {
-    connections.push(socket);
-    socket.on("error", () => {});
-    socket.pipe(socket);
-  });
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  return {
-    server,
-    port: (server.address() as AddressInfo).port,
-    connections,
-    close: async () => {
-      for (const c of connections) c.destroy();
-      server.close();
-      await once(server, "close");
-    },
-  };
-}
-
 /** A port on loopback where nothing listens (it was free a moment ago). */
 export const closedPort = (): Promise<number> => freePort();
-
-/** Reads until `n` bytes have arrived (or the stream ends). */
-export async function readBytes(stream: Readable, n: number): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  let got = 0;
-  if (n === 0) return Buffer.alloc(0);
-  return new Promise((resolve, reject) => {
-    const onData = (chunk: Buffer) => {
-      parts.push(chunk);
-      got += chunk.length;
-      if (got >= n) {
-        cleanup();
-        resolve(Buffer.concat(parts));
-      }
-    };
-    const onEnd = () => {
-      cleanup();
-      resolve(Buffer.concat(parts));
-    };
-    const onError = (err: Error) => {
-      cleanup();
-      reject(err);
-    };
-    const cleanup = () => {
-      stream.off("data", onData);
-      stream.off("end", onEnd);
-      stream.off("error", onError);
-    };
-    stream.on("data", onData);
-    stream.on("end", onEnd);
-    stream.on("error", onError);
-  });
-}
 
 /** Collects single-connection Output until n bytes arrived. */
 export function collectOutput(client: TestDataChannelClient, n: number): Promise<Buffer> {
@@ -123,17 +64,4 @@ export function collectOutput(client: TestDataChannelClient, n: number): Promise
     };
     client.on("output", onOutput);
   });
-}
-
-/** Deterministic pseudo-random bytes (so a mismatch is reproducible). */
-export function pattern(size: number, seed: number): Buffer {
-  const out = Buffer.allocUnsafe(size);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
 }
