@@ -1,21 +1,16 @@
 import { spawn, type ChildProcess, type StdioOptions } from "node:child_process";
 import { join } from "node:path";
-import { pgClientEnv, postgresBinDir } from "@rdsd/testkit";
+import { pgClientEnv, postgresBinDir, waitForExit as finished, type ChildExit as ClientRun } from "@rdsd/testkit";
+
+// A started client is waited for like any child: `finished` collects raw stdout bytes (psql output in a client
+// encoding other than UTF-8 is checked byte for byte).
+export { finished, type ClientRun };
 
 /** A libpq connection string from settings (values quoted as libpq wants). */
 export function conninfo(settings: Record<string, string | number>): string {
   return Object.entries(settings)
     .map(([k, v]) => `${k}='${String(v).replaceAll("\\", "\\\\").replaceAll("'", "\\'")}'`)
     .join(" ");
-}
-
-export interface ClientRun {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  /** Raw bytes: psql output in a client encoding other than UTF-8 must be checked byte for byte. */
-  stdout: Buffer;
-  stderr: string;
-  timedOut: boolean;
 }
 
 export interface ClientRunOptions {
@@ -34,29 +29,6 @@ export function startClient(program: "psql" | "pgbench", args: readonly string[]
   child.stdin?.on("error", () => {}); // the program may exit without reading its input
   child.stdin?.end(typeof opts.input === "number" ? undefined : opts.input);
   return child;
-}
-
-/** Waits for a started client to exit and collects what it printed. */
-export function finished(child: ChildProcess, timeoutMs = 30_000): Promise<ClientRun> {
-  return new Promise((resolve, reject) => {
-    const stdout: Buffer[] = [];
-    const stderr: Buffer[] = [];
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill("SIGKILL");
-    }, timeoutMs);
-    child.stdout?.on("data", (c: Buffer) => stdout.push(c));
-    child.stderr?.on("data", (c: Buffer) => stderr.push(c));
-    child.once("error", (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.once("close", (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout: Buffer.concat(stdout), stderr: Buffer.concat(stderr).toString("utf8"), timedOut });
-    });
-  });
 }
 
 export function runClient(program: "psql" | "pgbench", args: readonly string[], opts: ClientRunOptions = {}): Promise<ClientRun> {

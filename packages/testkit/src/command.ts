@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 
 export interface RunCommandOptions {
   env?: NodeJS.ProcessEnv;
@@ -18,28 +18,47 @@ export interface CommandResult {
   timedOut: boolean;
 }
 
+/** What a started child printed and how it ended; stdout stays raw bytes (output in other encodings is checked byte for byte). */
+export interface ChildExit extends Omit<CommandResult, "stdout"> {
+  stdout: Buffer;
+}
+
 /** Runs a program (no shell) to completion and collects its output; a non-zero exit is a result, not an error. */
-export function runCommand(cmd: string, args: readonly string[], opts: RunCommandOptions = {}): Promise<CommandResult> {
+export async function runCommand(cmd: string, args: readonly string[], opts: RunCommandOptions = {}): Promise<CommandResult> {
+  const child = spawn(cmd, args, { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ["pipe", "pipe", "pipe"] });
+  child.stdin.on("error", () => {}); // the program may exit without reading its input (EPIPE)
+  child.stdin.end(opts.input);
+  let exit: ChildExit;
+  try {
+    exit = await waitForExit(child, opts.timeoutMs);
+  } catch (error) {
+    throw new Error(`cannot run ${cmd}: ${(error as Error).message}`);
+  }
+  return { ...exit, stdout: exit.stdout.toString("utf8") };
+}
+
+/**
+ * Waits for a started child to exit (SIGKILL after timeoutMs, default 30 s), collecting whatever it writes to
+ * piped stdout and stderr. Rejects only when the program could not be started.
+ */
+export function waitForExit(child: ChildProcess, timeoutMs = 30_000): Promise<ChildExit> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ["pipe", "pipe", "pipe"] });
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
       child.kill("SIGKILL");
-    }, opts.timeoutMs ?? 30_000);
-    child.stdout.on("data", (chunk: Buffer) => stdout.push(chunk));
-    child.stderr.on("data", (chunk: Buffer) => stderr.push(chunk));
-    child.stdin.on("error", () => {}); // the program may exit without reading its input (EPIPE)
-    child.stdin.end(opts.input);
+    }, timeoutMs);
+    child.stdout?.on("data", (chunk: Buffer) => stdout.push(chunk));
+    child.stderr?.on("data", (chunk: Buffer) => stderr.push(chunk));
     child.once("error", (error) => {
       clearTimeout(timer);
-      reject(new Error(`cannot run ${cmd}: ${error.message}`));
+      reject(error);
     });
     child.once("close", (code, signal) => {
       clearTimeout(timer);
-      resolve({ code, signal, stdout: Buffer.concat(stdout).toString("utf8"), stderr: Buffer.concat(stderr).toString("utf8"), timedOut });
+      resolve({ code, signal, stdout: Buffer.concat(stdout), stderr: Buffer.concat(stderr).toString("utf8"), timedOut });
     });
   });
 }
