@@ -1,0 +1,9 @@
+{
+  "targets": [
+    {
+      "target_name": "sock_diag",
+      "sources": ["native/sock_diag.c"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Werror=implicit-function-declaration"]
+    }
+  ]
+}
