@@ -1,16 +1,15 @@
-// Which local user owns the other end of a loopback TCP connection (Linux): the client's socket is the
-// row of /proc/net/tcp or /proc/net/tcp6 whose local address is the client's address:port and whose
-// remote address is the listener's. Parsing is pure; reading the tables is one small function beside it.
+// Which local user owns the other end of a loopback TCP connection (Linux). First choice: the kernel's exact
+// lookup of the client's socket through netlink sock_diag (@rdsd/sock-diag, a native addon), microseconds.
+// Fallback when the addon is not built or fails: the row of /proc/net/tcp or /proc/net/tcp6 whose local
+// address is the client's address:port and whose remote address is the listener's; the kernel builds that
+// table by walking its whole established-socket hash, milliseconds per read. Parsing is pure; reading the
+// tables is one small function beside it.
 
 import { open } from "node:fs/promises";
-import { isIPv4, isIPv6 } from "node:net";
 import { endianness } from "node:os";
+import { ipLiteralBytes, sockDiagAvailable, tcpSocketOwner, type Endpoint } from "@rdsd/sock-diag";
 
-/** One end of a TCP connection as Node reports it (an IP literal and a port). */
-export interface Endpoint {
-  address: string;
-  port: number;
-}
+export type { Endpoint };
 
 /** TIME_WAIT rows carry uid 0 and no inode: they say nothing about an owner. */
 const TCP_TIME_WAIT = "06";
@@ -18,49 +17,19 @@ const TCP_TIME_WAIT = "06";
 /**
  * The address:port as the kernel prints it in /proc/net/tcp{,6}: the address's 32-bit words in host byte
  * order, the port in big-endian hex. `littleEndian` is the host's byte order (os.endianness() === "LE").
- * Undefined for anything that is not an IP literal.
+ * An IPv4-mapped IPv6 address is IPv4 (table tcp). Undefined for anything that is not an IP literal.
  */
 export function procNetAddress(endpoint: Endpoint, littleEndian: boolean): { table: "tcp" | "tcp6"; text: string } | undefined {
+  const literal = ipLiteralBytes(endpoint.address);
+  if (!literal) return undefined;
   const port = endpoint.port.toString(16).toUpperCase().padStart(4, "0");
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(endpoint.address);
-  const v4 = mapped ? mapped[1]! : endpoint.address;
-  let bytes: number[];
-  let table: "tcp" | "tcp6";
-  if (isIPv4(v4)) {
-    bytes = v4.split(".").map(Number);
-    table = "tcp";
-  } else if (isIPv6(endpoint.address)) {
-    bytes = ipv6Bytes(endpoint.address);
-    table = "tcp6";
-  } else {
-    return undefined;
-  }
   let hex = "";
-  for (let word = 0; word < bytes.length; word += 4) {
-    const group = bytes.slice(word, word + 4);
+  for (let word = 0; word < literal.bytes.length; word += 4) {
+    const group = [...literal.bytes.subarray(word, word + 4)];
     if (littleEndian) group.reverse();
     hex += group.map((b) => b.toString(16).toUpperCase().padStart(2, "0")).join("");
   }
-  return { table, text: `${hex}:${port}` };
-}
-
-/** 16 bytes of an IPv6 literal (no zone id; "::" expanded; a trailing dotted quad allowed). */
-function ipv6Bytes(address: string): number[] {
-  let text = address.split("%")[0]!;
-  const quad = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
-  if (quad) {
-    const [a, b, c, d] = quad[1]!.split(".").map(Number) as [number, number, number, number];
-    text = `${text.slice(0, quad.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
-  }
-  const [head, tail] = text.includes("::") ? text.split("::") : [text, undefined];
-  const headGroups = head ? head.split(":") : [];
-  const tailGroups = tail ? tail.split(":") : [];
-  const missing = 8 - headGroups.length - tailGroups.length;
-  const groups = [...headGroups, ...Array<string>(tail === undefined ? 0 : missing).fill("0"), ...tailGroups];
-  return groups.flatMap((g) => {
-    const n = parseInt(g, 16);
-    return [n >> 8, n & 0xff];
-  });
+  return { table: literal.family === 4 ? "tcp" : "tcp6", text: `${hex}:${port}` };
 }
 
 /**
@@ -115,14 +84,75 @@ async function scanProcTable(table: "tcp" | "tcp6", local: string, remote: strin
 }
 
 /**
- * The uid of the local process that opened the connection `client` -> `listener` (Linux only).
+ * The /proc scan alone: the uid of the local process that opened the connection `client` -> `listener`.
  * Undefined when the tables have no live row for it (the client left) or on a system without them.
  */
-export async function socketOwnerUid(client: Endpoint, listener: Endpoint, read?: ProcTableReader): Promise<number | undefined> {
+export async function procSocketOwnerUid(client: Endpoint, listener: Endpoint, read?: ProcTableReader): Promise<number | undefined> {
   const littleEndian = endianness() === "LE";
   const local = procNetAddress(client, littleEndian);
   const remote = procNetAddress(listener, littleEndian);
   if (!local || !remote || local.table !== remote.table) return undefined;
   if (!read) return scanProcTable(local.table, local.text, remote.text);
   return findSocketOwner(await read(local.table), local.text, remote.text);
+}
+
+/** The kernel's exact lookup, or why this process cannot use it. */
+export type ExactOwnerLookup = { ok: true; owner: (local: Endpoint, remote: Endpoint) => number | undefined } | { ok: false; reason: string };
+
+/** sock_diag when its addon is built and the kernel answers through it (checked once per process). */
+export function sockDiagOwnerLookup(): ExactOwnerLookup {
+  const status = sockDiagAvailable();
+  return status.ok ? { ok: true, owner: tcpSocketOwner } : status;
+}
+
+export type OwnerLookupMethod = "sock_diag" | "proc";
+
+export interface SocketOwner {
+  /** Undefined: no live socket of any local process is the client's end (it left, or it is not local). */
+  uid: number | undefined;
+  /** Which lookup gave the answer. */
+  method: OwnerLookupMethod;
+  /** Why /proc was used instead of sock_diag, only the first time this process falls back for that reason (log it). */
+  fallbackNotice?: string;
+}
+
+export interface SocketOwnerOptions {
+  /** Default: sockDiagOwnerLookup(). */
+  exact?: ExactOwnerLookup;
+  /** Reads a /proc table for the fallback; tests pass their own. */
+  read?: ProcTableReader;
+}
+
+/** Fallback reasons already reported by this process: the same reason is logged once, not per connection. */
+const reportedFallbacks = new Set<string>();
+
+function firstTime(notice: string): string | undefined {
+  if (reportedFallbacks.has(notice)) return undefined;
+  reportedFallbacks.add(notice);
+  return notice;
+}
+
+/**
+ * The uid of the local process that opened the connection `client` -> `listener` (Linux only): sock_diag's
+ * exact lookup, or the /proc scan when sock_diag is unavailable or fails for this connection.
+ */
+export async function socketOwner(client: Endpoint, listener: Endpoint, options: SocketOwnerOptions = {}): Promise<SocketOwner> {
+  const exact = options.exact ?? sockDiagOwnerLookup();
+  let fallbackNotice: string | undefined;
+  if (exact.ok) {
+    const littleEndian = endianness() === "LE";
+    const local = procNetAddress(client, littleEndian);
+    const remote = procNetAddress(listener, littleEndian);
+    // Not a pair of IP literals of one family (a socket already closed reports no address): nobody's.
+    if (!local || !remote || local.table !== remote.table) return { uid: undefined, method: "sock_diag" };
+    try {
+      return { uid: exact.owner(client, listener), method: "sock_diag" };
+    } catch (err) {
+      fallbackNotice = firstTime(`local-user check: the sock_diag lookup failed (${(err as Error).message}); using the /proc/net/tcp scan for such connections`);
+    }
+  } else {
+    fallbackNotice = firstTime(`local-user check uses the slower /proc/net/tcp scan (several ms of CPU per connection): ${exact.reason}`);
+  }
+  const uid = await procSocketOwnerUid(client, listener, options.read);
+  return fallbackNotice === undefined ? { uid, method: "proc" } : { uid, method: "proc", fallbackNotice };
 }

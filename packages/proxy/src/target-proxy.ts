@@ -10,7 +10,7 @@ import { asProxyError, ProxyError } from "./errors.js";
 import { silentLogger, type ProxyLogger } from "./logger.js";
 import { InvalidPacketError, StreamClosedError } from "./packet-reader.js";
 import { relay } from "./relay.js";
-import { socketOwnerUid } from "./socket-owner.js";
+import { socketOwner, type SocketOwner } from "./socket-owner.js";
 import { loginUpstream, secureUpstream, type UpstreamTarget } from "./upstream-login.js";
 
 export interface ListenAddress {
@@ -289,15 +289,22 @@ export class TargetProxy extends EventEmitter {
   private async checkLocalUser(socket: net.Socket, id: number): Promise<ProxyError | null> {
     if (this.options.allowOtherUsers || process.platform !== "linux") return null;
     const ownUid = process.geteuid!();
-    let uid: number | undefined;
+    let owner: SocketOwner | undefined;
     try {
-      uid = await socketOwnerUid({ address: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 }, { address: socket.localAddress ?? "", port: socket.localPort ?? 0 });
+      owner = await socketOwner({ address: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 }, { address: socket.localAddress ?? "", port: socket.localPort ?? 0 });
+      // Once per process and reason: the fallback costs CPU on every connection, but is no news after the first.
+      if (owner.fallbackNotice) this.logger.warn(owner.fallbackNotice, { target: this.name });
     } catch (err) {
       this.logger.warn("cannot tell which local user opened a connection", { target: this.name, connection: id, error: (err as Error).message });
     }
+    const uid = owner?.uid;
     if (uid === ownUid) return null;
-    const who = uid === undefined ? "an unknown local user (its socket is not in /proc/net/tcp)" : `local user uid ${uid}`;
-    this.logger.warn("connection from another local user refused", { target: this.name, connection: id, uid: uid ?? "unknown", client: `${socket.remoteAddress}:${socket.remotePort}` });
+    const who =
+      uid !== undefined ? `local user uid ${uid}`
+      : owner?.method === "sock_diag" ? "an unknown local user (the kernel knows no open socket for its end of the connection)"
+      : owner?.method === "proc" ? "an unknown local user (its socket is not in /proc/net/tcp)"
+      : "an unknown local user (the owner of its socket could not be looked up)";
+    this.logger.warn("connection from another local user refused", { target: this.name, connection: id, uid: uid ?? "unknown", lookup: owner?.method ?? "failed", client: `${socket.remoteAddress}:${socket.remotePort}` });
     return new ProxyError(
       `rdsd refused this connection: it comes from ${who}, and target ${this.name} serves only uid ${ownUid}, the user running rdsd`,
       "connect as the user running rdsd, or set allowOtherUsers: true for this target in the rdsd config to share its database login with every local user",
