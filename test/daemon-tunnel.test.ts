@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { readdir, readFile, writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DaemonStatus, ProbeReport } from "@rdsd/control";
 import type { DoctorCheck } from "@rdsd/daemon";
 import { startEmulator, type Emulator } from "@rdsd/ssm-emulator";
-import { freePort, makeRdsLikeTls, runCommand, startPostgres, tempDir, type PostgresServer, type RdsLikeTls, type TempDir } from "@rdsd/testkit";
+import { childrenOf, freePort, makeRdsLikeTls, runCommand, startPostgres, tempDir, type PostgresServer, type RdsLikeTls, type TempDir } from "@rdsd/testkit";
 
 // A real daemon process with the native SSM tunnel against the emulator (running in this test process,
 // so its sessions can be inspected): restart replaces the session, SIGTERM terminates it on "AWS".
@@ -66,17 +66,6 @@ function rdsd(args: string[]) {
 
 async function status(): Promise<DaemonStatus> {
   return JSON.parse((await rdsd(["status", "--json"])).stdout) as DaemonStatus;
-}
-
-/** Pids whose parent is `pid` (Linux /proc). */
-async function childrenOf(pid: number): Promise<number[]> {
-  const found: number[] = [];
-  for (const entry of (await readdir("/proc")).filter((e) => /^\d+$/.test(e))) {
-    const stat = await readFile(`/proc/${entry}/stat`, "utf8").catch(() => "");
-    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-    if (ppid === pid) found.push(Number(entry));
-  }
-  return found;
 }
 
 describe("daemon with the native SSM tunnel (emulator)", () => {

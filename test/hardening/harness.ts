@@ -12,6 +12,9 @@ import { decodeErrorFields, readBackendFrame } from "@rdsd/pg-wire";
 import { startEmulator, type Emulator, type EmulatorOptions } from "@rdsd/ssm-emulator";
 import { makeRdsLikeTls, runCommand, startPostgres, tempDir, type CommandResult, type PostgresServer, type RdsLikeTls, type TempDir } from "@rdsd/testkit";
 
+// The suite's files take /proc helpers from here with the rest of their world.
+export { childrenOf } from "@rdsd/testkit";
+
 export const RDSD = fileURLToPath(new URL("../../packages/cli/bin/rdsd.js", import.meta.url));
 export const HOST = "orders-dev.abc123xyz.eu-west-2.rds.amazonaws.com";
 export const BASTION = "i-0a1b2c3d4e5f60718";
@@ -184,17 +187,6 @@ export async function processFootprint(pid: number): Promise<{ fds: number; rssK
   const statusText = await readFile(`/proc/${pid}/status`, "utf8");
   const rssKb = Number(/VmRSS:\s+(\d+)/.exec(statusText)?.[1] ?? NaN);
   return { fds, rssKb };
-}
-
-/** Pids whose parent is `pid`. */
-export async function childrenOf(pid: number): Promise<number[]> {
-  const found: number[] = [];
-  for (const entry of (await readdir("/proc")).filter((e) => /^\d+$/.test(e))) {
-    const stat = await readFile(`/proc/${entry}/stat`, "utf8").catch(() => "");
-    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-    if (ppid === pid) found.push(Number(entry));
-  }
-  return found;
 }
 
 /** Everything the daemon wrote to its log files. */

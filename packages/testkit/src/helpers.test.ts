@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { existsSync } from "node:fs";
@@ -6,6 +7,7 @@ import { connect, createServer } from "node:net";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
+  childrenOf,
   echoServer,
   freePort,
   makeRdsLikeTls,
@@ -137,5 +139,19 @@ describe("seededBytes", () => {
     expect(seededBytes(0)).toHaveLength(0);
     // Not a constant fill: the 256 byte values all show up in 64 KB.
     expect(new Set(seededBytes(65536, 1)).size).toBe(256);
+  });
+});
+
+describe("childrenOf", () => {
+  it("finds a process this one started, and not after it has gone", async () => {
+    const child = spawn("sleep", ["30"], { stdio: "ignore" });
+    try {
+      await once(child, "spawn");
+      expect(await childrenOf(process.pid)).toContain(child.pid);
+    } finally {
+      child.kill("SIGKILL");
+    }
+    await once(child, "exit");
+    expect(await childrenOf(process.pid)).not.toContain(child.pid);
   });
 });

@@ -1,7 +1,7 @@
 export { runCommand, waitForExit, type ChildExit, type CommandResult, type RunCommandOptions } from "./command.js";
 export { startPostgres, type PostgresServer, type StartPostgresOptions } from "./postgres.js";
 export { findPostgres, pgClientEnv, postgresBinDir, type PostgresInstallation } from "./postgres-bin.js";
-export { processesWorkingIn } from "./proc.js";
+export { childrenOf, processesWorkingIn } from "./proc.js";
 export { makeRdsLikeTls, type RdsLikeTls } from "./rds-tls.js";
 export {
   recordingPlainServer,
