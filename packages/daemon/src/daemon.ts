@@ -6,7 +6,7 @@ import { credentialProviderFor, IamTokenCache, type AwsCredentialIdentityProvide
 import { ProxyError } from "@rdsd/proxy";
 import type { DaemonLogger } from "./logger.js";
 import { probeTarget } from "./probe.js";
-import { ensureRdsCaBundle, RDS_CA_BUNDLE_URL, rdsCaBundlePath } from "./rds-ca-bundle.js";
+import { loadRdsCaBundle, RDS_CA_BUNDLE_URL, rdsCaBundlePath } from "./rds-ca-bundle.js";
 import { readCaFile, Target, type TargetServices } from "./target.js";
 import { SessionJournal } from "./session-journal.js";
 import { ssmTunnelFactory, terminateLeftoverSessions } from "./ssm-tunnels.js";
@@ -35,6 +35,8 @@ export class Daemon {
   private readonly journal: SessionJournal;
   private localCertificate: PemKeyPair | undefined;
   private localCaPath = "";
+  /** The RDS CA bundle being loaded: targets starting together share one read (and at most one download). */
+  private rdsCaBundle: Promise<string> | undefined;
   readonly startedAt = new Date();
 
   constructor(private readonly options: DaemonOptions) {
@@ -146,7 +148,8 @@ export class Daemon {
   private async loadCa(ca: string): Promise<string> {
     if (ca !== "rds") return readCaFile(ca);
     try {
-      return await readCaFile(await ensureRdsCaBundle(this.options.stateDir));
+      // Forgotten once settled, so a later restart or reload reads the file again (a replaced bundle takes effect).
+      return await (this.rdsCaBundle ??= loadRdsCaBundle(this.options.stateDir).finally(() => (this.rdsCaBundle = undefined)));
     } catch (err) {
       throw new ProxyError(`the RDS CA bundle is not available: ${(err as Error).message}`, `download ${RDS_CA_BUNDLE_URL} to ${rdsCaBundlePath(this.options.stateDir)}, or set tls.ca to a PEM file`);
     }

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createCertificateAuthority, type CertificateAuthority } from "@rdsd/certs";
-import { ensureRdsCaBundle, rdsCaBundlePath } from "./rds-ca-bundle.js";
+import { loadRdsCaBundle, rdsCaBundlePath } from "./rds-ca-bundle.js";
 
 // A local HTTPS server stands in for truststore.pki.rds.amazonaws.com; the download is verified against its CA.
 let serverCa: CertificateAuthority;
@@ -36,31 +36,30 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-describe("ensureRdsCaBundle", () => {
+describe("loadRdsCaBundle", () => {
   it("downloads the bundle once over verified HTTPS into the state directory", async () => {
     requests = [];
     const state = join(dir, "once");
-    const path = await ensureRdsCaBundle(state, { url: `${base}/global-bundle.pem`, ca: serverCa.certPem });
-    expect(path).toBe(rdsCaBundlePath(state));
-    expect(await readFile(path, "utf8")).toBe(bundle);
-    await ensureRdsCaBundle(state, { url: `${base}/global-bundle.pem`, ca: serverCa.certPem });
+    expect(await loadRdsCaBundle(state, { url: `${base}/global-bundle.pem`, ca: serverCa.certPem })).toBe(bundle);
+    expect(await readFile(rdsCaBundlePath(state), "utf8")).toBe(bundle);
+    expect(await loadRdsCaBundle(state, { url: `${base}/global-bundle.pem`, ca: serverCa.certPem })).toBe(bundle);
     expect(requests).toEqual(["/global-bundle.pem"]);
   });
 
   it("refuses a server it cannot verify, plain http, errors and non-PEM answers, writing nothing", async () => {
     const state = join(dir, "refused");
-    await expect(ensureRdsCaBundle(state, { url: `${base}/global-bundle.pem` })).rejects.toThrow(/self-signed|unable to (verify|get)/i);
-    await expect(ensureRdsCaBundle(state, { url: `http://127.0.0.1:1/x.pem` })).rejects.toThrow("only https:// URLs are allowed");
-    await expect(ensureRdsCaBundle(state, { url: `${base}/missing`, ca: serverCa.certPem })).rejects.toThrow("HTTP 404");
-    await expect(ensureRdsCaBundle(state, { url: `${base}/not-pem`, ca: serverCa.certPem })).rejects.toThrow("no PEM certificates in it");
+    await expect(loadRdsCaBundle(state, { url: `${base}/global-bundle.pem` })).rejects.toThrow(/self-signed|unable to (verify|get)/i);
+    await expect(loadRdsCaBundle(state, { url: `http://127.0.0.1:1/x.pem` })).rejects.toThrow("only https:// URLs are allowed");
+    await expect(loadRdsCaBundle(state, { url: `${base}/missing`, ca: serverCa.certPem })).rejects.toThrow("HTTP 404");
+    await expect(loadRdsCaBundle(state, { url: `${base}/not-pem`, ca: serverCa.certPem })).rejects.toThrow("no PEM certificates in it");
     await expect(readFile(rdsCaBundlePath(state))).rejects.toMatchObject({ code: "ENOENT" });
   });
 
   it("replaces a damaged bundle on disk", async () => {
     const state = join(dir, "damaged");
-    await ensureRdsCaBundle(state, { url: `${base}/global-bundle.pem`, ca: serverCa.certPem });
+    await loadRdsCaBundle(state, { url: `${base}/global-bundle.pem`, ca: serverCa.certPem });
     await writeFile(rdsCaBundlePath(state), "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n");
-    await ensureRdsCaBundle(state, { url: `${base}/global-bundle.pem`, ca: serverCa.certPem });
+    expect(await loadRdsCaBundle(state, { url: `${base}/global-bundle.pem`, ca: serverCa.certPem })).toBe(bundle);
     expect(await readFile(rdsCaBundlePath(state), "utf8")).toBe(bundle);
   });
 });

@@ -20,14 +20,15 @@ export interface BundleSource {
 }
 
 /**
- * The RDS CA bundle on disk, downloaded once over verified HTTPS if it is missing.
- * Returns its path. Refuses anything that is not a PEM list of X.509 certificates.
+ * The RDS CA bundle's PEM text: the copy in the state directory, or, when that is missing or damaged, one
+ * downloaded over verified HTTPS and saved there. Refuses anything that is not a PEM list of X.509 certificates.
  */
-export async function ensureRdsCaBundle(stateDir: string, source: BundleSource = {}): Promise<string> {
+export async function loadRdsCaBundle(stateDir: string, source: BundleSource = {}): Promise<string> {
   const path = rdsCaBundlePath(stateDir);
   try {
-    parseBundle(await readFile(path, "utf8"));
-    return path;
+    const saved = await readFile(path, "utf8");
+    parseBundle(saved);
+    return saved;
   } catch {
     // Missing or damaged: fetch it.
   }
@@ -43,7 +44,7 @@ export async function ensureRdsCaBundle(stateDir: string, source: BundleSource =
   const temp = `${path}.${process.pid}.tmp`;
   await writeFile(temp, text, { mode: 0o644 });
   await rename(temp, path);
-  return path;
+  return text;
 }
 
 /** Splits a PEM bundle and checks every certificate parses. Returns how many there are. */
