@@ -4,6 +4,7 @@ import { delimiter, join } from "node:path";
 import { ConfigError, joinHostPort, loadConfig, type RdsdConfig, type TargetConfig } from "@rdsd/config";
 import { answers, requestDaemon, type DaemonStatus } from "@rdsd/control";
 import { credentialProviderFor, describeCredentialError, resolveRegion } from "@rdsd/iam";
+import { sockDiagOwnerLookup, type ExactOwnerLookup } from "@rdsd/proxy";
 import { parseBundle, RDS_CA_BUNDLE_URL, rdsCaBundlePath } from "./rds-ca-bundle.js";
 import { bastionCheck } from "./ssm-tunnels.js";
 
@@ -75,6 +76,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> 
 
   for (const check of await caChecks(config.targets, options.stateDir)) add(check);
   for (const check of await portChecks(config.targets, daemon)) add(check);
+  add(localUserCheck(config.targets, process.platform, () => sockDiagOwnerLookup()));
   for (const target of config.targets.filter((t) => t.tunnel.driver === "plugin")) add(await pluginCheck(target, options.env ?? process.env));
   return checks;
 }
@@ -99,6 +101,24 @@ async function credentialsCheck(config: RdsdConfig, now: () => Date): Promise<Do
     const { message, fix } = describeCredentialError(err, profile);
     return { name: "credentials", status: "fail", detail: message, fix };
   }
+}
+
+/**
+ * How the proxy tells which local user opened a connection: the kernel's exact lookup (sock_diag addon),
+ * or the /proc/net/tcp scan that costs milliseconds of CPU per connection when the addon is not built.
+ */
+export function localUserCheck(targets: ReadonlyArray<{ allowOtherUsers?: boolean }>, platform: NodeJS.Platform, lookup: () => ExactOwnerLookup): DoctorCheck {
+  const name = "local-user check";
+  if (platform !== "linux") return { name, status: "skip", detail: `Linux only: on ${platform} connections from other local users are not told apart`, fix: null };
+  if (targets.every((t) => t.allowOtherUsers)) return { name, status: "skip", detail: "every target sets allowOtherUsers: true", fix: null };
+  const exact = lookup();
+  if (exact.ok) return { name, status: "ok", detail: "each connection's owner comes from the kernel's exact socket lookup (netlink sock_diag)", fix: null };
+  return {
+    name,
+    status: "warn",
+    detail: `each connection's owner comes from scanning /proc/net/tcp, milliseconds of CPU per connection: ${exact.reason}`,
+    fix: "install a C compiler (gcc/g++), make and python3, then run `npm run build:addon -w @rdsd/sock-diag` in the rdsd directory",
+  };
 }
 
 async function caChecks(targets: TargetConfig[], stateDir: string): Promise<DoctorCheck[]> {

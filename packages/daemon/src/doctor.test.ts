@@ -1,0 +1,28 @@
+import { describe, expect, it } from "vitest";
+import { sockDiagOwnerLookup } from "@rdsd/proxy";
+import { localUserCheck } from "./doctor.js";
+
+describe("doctor's local-user check", () => {
+  it("says the kernel's exact lookup is in use when the sock_diag addon works", () => {
+    const check = localUserCheck([{}], "linux", () => ({ ok: true, owner: () => undefined }));
+    expect(check).toMatchObject({ name: "local-user check", status: "ok", detail: expect.stringContaining("netlink sock_diag") });
+  });
+
+  it("warns, with the reason and the fix, when connections are checked through /proc/net/tcp", () => {
+    const check = localUserCheck([{ allowOtherUsers: true }, {}], "linux", () => ({ ok: false, reason: "the native addon is not built" }));
+    expect(check).toMatchObject({ status: "warn", detail: expect.stringMatching(/\/proc\/net\/tcp.*: the native addon is not built$/), fix: expect.stringContaining("npm run build:addon -w @rdsd/sock-diag") });
+  });
+
+  it("skips when no target checks local users, or off Linux, without loading the addon", () => {
+    const never = () => {
+      throw new Error("the lookup must not be asked");
+    };
+    expect(localUserCheck([{ allowOtherUsers: true }], "linux", never).status).toBe("skip");
+    expect(localUserCheck([{}], "darwin", never)).toMatchObject({ status: "skip", detail: expect.stringContaining("Linux only") });
+  });
+
+  it.runIf(process.platform === "linux")("reports this machine's real state", () => {
+    const exact = sockDiagOwnerLookup();
+    expect(localUserCheck([{}], "linux", sockDiagOwnerLookup).status).toBe(exact.ok ? "ok" : "warn");
+  });
+});
