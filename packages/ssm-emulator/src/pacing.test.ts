@@ -80,20 +80,24 @@ describe("pacing", () => {
     });
   });
 
-  it("with pacing off moves tens of MB/s", async () => {
+  it("with pacing off sends pieces of up to 32 kB, not 1024 bytes (no ~1 MB/s ceiling)", async () => {
     await withEmulator(false, async (emulator) => {
       const { client } = await connectedClient(emulator);
       try {
         const stream = client.openStream();
-        const size = 32 << 20;
+        const size = 8 << 20;
         const data = seededBytes(size, 5);
         const started = performance.now();
         const back = readBytes(stream, size);
         stream.write(data);
         expect((await back).equals(data)).toBe(true);
-        const mbps = (2 * size) / ((performance.now() - started) / 1000) / 1e6;
-        console.log(`unpaced echo: ${mbps.toFixed(1)} MB/s (both directions together)`);
-        expect(mbps).toBeGreaterThan(8); // measured ~50 MB/s alone; margin for a loaded CI machine
+        const seconds = (performance.now() - started) / 1000;
+        const outputs = client.log.filter((m) => m.type === MessageType.OutputStreamData && m.payloadType === PayloadType.Output);
+        // Pieces of up to 32 kB: far fewer messages than the size / 1024 that pacing needs. Speed is for bench/.
+        expect(Math.max(...outputs.map((m) => m.size))).toBeGreaterThan(1024);
+        expect(Math.max(...outputs.map((m) => m.size))).toBeLessThanOrEqual(32 << 10);
+        expect(outputs.length).toBeLessThan(size / 1024 / 4);
+        console.log(`unpaced echo: ${((2 * size) / seconds / 1e6).toFixed(1)} MB/s (both directions together; information, not asserted)`);
       } finally {
         client.close();
       }
