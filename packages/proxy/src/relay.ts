@@ -36,14 +36,23 @@ export function relay(client: Socket | Duplex, upstream: Socket | Duplex): Promi
 }
 
 /**
- * Moves bytes one way with backpressure, like pipe() but batching writes: chunks that arrive in one turn of
- * the event loop (a TLS socket hands over one record of at most 16 KB at a time, several per network read)
- * leave in one writev, since the destination is corked at the first chunk and uncorked once the turn's
- * callbacks are done. The source ending ends the destination.
+ * How much a destination may hold before its source is paused. Above a socket's highWaterMark (16 KB on
+ * Node 20) so that a whole network read's worth of TLS records (64 KB: eight of PostgreSQL's 8 KB records)
+ * is batched into one write rather than the source stopping and restarting its reads mid-burst.
+ */
+export const RELAY_BATCH_LIMIT_BYTES = 64 * 1024;
+
+/**
+ * Moves bytes one way with backpressure, like pipe() but batching writes: the destination is corked at the
+ * first chunk of an event-loop turn and uncorked in the turn's check phase (setImmediate), so chunks that
+ * arrive in one turn leave in one writev. Not process.nextTick: Node drains the tick queue after every
+ * chunk it hands to JS (a TLS socket emits each record of a network read in its own callback), so a
+ * next-tick uncork flushes every record alone: 8 KB writes for a COPY TO. The source ending ends the
+ * destination (end() flushes a corked destination first).
  */
 function forward(from: Duplex, to: Duplex): void {
   let corked = false;
-  const uncork = () => {
+  const flush = () => {
     corked = false;
     to.uncork();
   };
@@ -51,9 +60,10 @@ function forward(from: Duplex, to: Duplex): void {
     if (!corked) {
       corked = true;
       to.cork();
-      process.nextTick(uncork);
+      setImmediate(flush);
     }
-    if (!to.write(chunk)) from.pause();
+    // Pause only when write() said so (then 'drain' is due) and the destination holds more than a burst.
+    if (!to.write(chunk) && to.writableLength > RELAY_BATCH_LIMIT_BYTES) from.pause();
   });
   to.on("drain", () => from.resume());
   from.once("end", () => to.end());

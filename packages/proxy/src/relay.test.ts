@@ -1,0 +1,130 @@
+import { once } from "node:events";
+import { Duplex, PassThrough } from "node:stream";
+import { describe, expect, it } from "vitest";
+import { relay, RELAY_BATCH_LIMIT_BYTES } from "./relay.js";
+
+/** A destination that records how its writes were grouped, and completes each one only when told to. */
+class RecordingDestination extends Duplex {
+  readonly batches: number[][] = [];
+  private pending: Array<() => void> = [];
+  constructor(private readonly autoComplete: boolean) {
+    super({ read() {} });
+  }
+  override _write(chunk: Buffer, _encoding: BufferEncoding, done: (err?: Error | null) => void): void {
+    this.batches.push([chunk.length]);
+    this.complete(done);
+  }
+  override _writev(chunks: Array<{ chunk: Buffer }>, done: (err?: Error | null) => void): void {
+    this.batches.push(chunks.map((c) => c.chunk.length));
+    this.complete(done);
+  }
+  /** Finishes the write in flight, as a socket does once the kernel has taken the bytes. */
+  completeWrites(): void {
+    const pending = this.pending;
+    this.pending = [];
+    for (const done of pending) done();
+  }
+  private complete(done: () => void): void {
+    if (this.autoComplete) done();
+    else this.pending.push(done);
+  }
+}
+
+function paused(): PassThrough {
+  const source = new PassThrough();
+  source.pause(); // as the login leaves it
+  return source;
+}
+
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+describe("relay batching", () => {
+  it("chunks handed over in one turn, with the tick queue drained between them, leave in one writev", async () => {
+    const source = paused();
+    const destination = new RecordingDestination(true);
+    const done = relay(source, destination);
+    // Node hands a TLS socket's records to JS one callback each and runs next-tick callbacks in between:
+    // the same happens here by writing each chunk from the previous one's next tick.
+    const sizes = [8192, 8192, 8192, 8192, 100];
+    const writeFrom = (i: number) => {
+      if (i === sizes.length) return;
+      source.write(Buffer.alloc(sizes[i]!, i));
+      process.nextTick(writeFrom, i + 1);
+    };
+    writeFrom(0);
+    await nextTurn();
+    expect(destination.batches).toEqual([sizes]);
+
+    // A later turn starts a batch of its own.
+    source.write(Buffer.alloc(10));
+    await nextTurn();
+    expect(destination.batches).toEqual([sizes, [10]]);
+    destination.destroy();
+    await done;
+  });
+
+  it("the source ending flushes what is batched, then ends the destination", async () => {
+    const source = paused();
+    const destination = new RecordingDestination(true);
+    const finished = once(destination, "finish");
+    void relay(source, destination);
+    source.end(Buffer.from("last words"));
+    await finished;
+    expect(destination.batches).toEqual([[10]]);
+    destination.destroy();
+  });
+
+  it("pauses the source only once the destination holds more than a burst, and resumes it on drain", async () => {
+    const source = paused();
+    const destination = new RecordingDestination(false);
+    const done = relay(source, destination);
+    const chunk = Buffer.alloc(8192);
+    // Past the socket's 16 KB highWaterMark but within the batch limit: still flowing.
+    for (let sent = 0; sent + chunk.length <= RELAY_BATCH_LIMIT_BYTES; sent += chunk.length) source.write(chunk);
+    await nextTurn();
+    expect(destination.writableLength).toBe(RELAY_BATCH_LIMIT_BYTES);
+    expect(source.isPaused()).toBe(false);
+    // One more chunk tips it over.
+    source.write(chunk);
+    expect(source.isPaused()).toBe(true);
+    // Further bytes wait in the source, not in the destination.
+    source.write(chunk);
+    await nextTurn();
+    expect(destination.writableLength).toBe(RELAY_BATCH_LIMIT_BYTES + chunk.length);
+    // The destination taking the bytes (the batch, then the chunk queued behind it) drains it: the source flows again.
+    const resumed = once(source, "resume");
+    destination.completeWrites();
+    await nextTurn();
+    destination.completeWrites();
+    await resumed;
+    expect(source.isPaused()).toBe(false);
+    await nextTurn();
+    destination.completeWrites();
+    expect(destination.writableLength).toBe(0);
+    expect(destination.batches).toEqual([Array(8).fill(chunk.length), [chunk.length], [chunk.length]]);
+    const total = destination.batches.flat().reduce((a, b) => a + b, 0);
+    expect(total).toBe(RELAY_BATCH_LIMIT_BYTES + 2 * chunk.length);
+    destination.destroy();
+    await done;
+  });
+});
+
+describe("relay without a writev", () => {
+  it("a destination with only _write still gets every byte, in order", async () => {
+    const received: Buffer[] = [];
+    const destination = new Duplex({
+      read() {},
+      write(chunk: Buffer, _encoding, done) {
+        received.push(chunk);
+        done();
+      },
+    });
+    const source = paused();
+    const done = relay(source, destination);
+    for (let i = 0; i < 5; i++) source.write(Buffer.from([i]));
+    await nextTurn();
+    expect(Buffer.concat(received)).toEqual(Buffer.from([0, 1, 2, 3, 4]));
+    destination.destroy();
+    await done;
+  });
+});
