@@ -232,7 +232,7 @@ export class TargetProxy extends EventEmitter {
         return;
       }
       // Clients wait for EOF, and must learn nothing about whether the key matched.
-      hello.socket.end();
+      endAndDrain(hello.socket);
       await this.forwardCancel(hello.request, id);
       return;
     }
@@ -459,8 +459,19 @@ function tellAndClose(stream: Duplex, failure: ProxyError): void {
     stream.destroy();
     return;
   }
-  stream.end(failure.toErrorResponse());
-  // Read (and drop) whatever the client still sends, so its close is noticed at once.
+  endAndDrain(stream, failure.toErrorResponse());
+}
+
+/** How long a client may keep its end open after the proxy has ended its own. */
+const CLOSE_GRACE_MS = 2_000;
+
+/**
+ * Ends the proxy's side after `last`, reads (and drops) whatever the client still sends so its close is noticed
+ * at once, and cuts a client that never closes after CLOSE_GRACE_MS: the socket must not outlive the exchange.
+ */
+function endAndDrain(stream: Duplex, last?: Buffer): void {
+  if (last) stream.end(last);
+  else stream.end();
   stream.resume();
-  setTimeout(() => stream.destroy(), 2_000).unref();
+  setTimeout(() => stream.destroy(), CLOSE_GRACE_MS).unref();
 }

@@ -167,10 +167,18 @@ export class RecordingLogger implements ProxyLogger {
     return this.entries.filter((e) => e.message === message);
   }
 
-  /** Resolves with the first entry (already logged or to come) with this message whose fields match (equal, or match a RegExp). */
-  waitFor(message: string, fields: Record<string, unknown> = {}, timeoutMs = 10_000): Promise<LogEntry> {
+  /** How many entries there are so far: pass it to waitFor as `since` to wait only for later ones. */
+  mark(): number {
+    return this.entries.length;
+  }
+
+  /**
+   * Resolves with the first entry (already logged or to come; from entry number `since` on) with this message
+   * whose fields match (equal, or match a RegExp).
+   */
+  waitFor(message: string, fields: Record<string, unknown> = {}, timeoutMs = 10_000, since = 0): Promise<LogEntry> {
     const matches = (actual: unknown, expected: unknown) => (expected instanceof RegExp ? expected.test(String(actual)) : actual === expected);
-    const find = () => this.entries.find((e) => e.message === message && Object.entries(fields).every(([k, v]) => matches(e.fields[k], v)));
+    const find = () => this.entries.slice(since).find((e) => e.message === message && Object.entries(fields).every(([k, v]) => matches(e.fields[k], v)));
     return new Promise((resolve, reject) => {
       const check = () => {
         const found = find();

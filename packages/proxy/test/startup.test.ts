@@ -1,3 +1,5 @@
+import { once } from "node:events";
+import net from "node:net";
 import tls from "node:tls";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { decodeErrorFields, type BackendFrame } from "@rdsd/pg-wire";
@@ -161,6 +163,41 @@ describe("CancelRequest for an unknown session", () => {
     next.send(startupMessage(LOGIN));
     await loggedIn(next);
     await next.terminate();
+    // The cancel's socket is closed on the proxy's side too once the client has closed its end.
+    await untilIdle(proxy.proxy);
+  });
+
+  it("a client that resets the connection after the proxy's EOF leaves no socket behind", async () => {
+    // Half-open allowed, so the client does not answer the proxy's FIN with its own before the reset.
+    const socket = net.connect({ port: proxy.port, host: "127.0.0.1", allowHalfOpen: true });
+    await once(socket, "connect");
+    socket.write(cancelRequest(424242, Buffer.from([1, 2, 3, 4])));
+    socket.resume();
+    await once(socket, "end");
+    // An RST instead of a FIN: the proxy notices it only if it still reads from the socket.
+    socket.resetAndDestroy();
+    await untilIdle(proxy.proxy);
+  });
+
+  it.each(["closes", "resets"])("inside TLS, a client that %s after the proxy's EOF leaves no socket behind", async (how) => {
+    const plain = await RawConnection.open(proxy.port);
+    plain.send(sslRequest());
+    expect(await plain.byte()).toBe(S);
+    const secured = tls.connect({ socket: (plain as unknown as { socket: net.Socket }).socket, allowHalfOpen: true, ...localTls() });
+    await once(secured, "secureConnect");
+    const since = logger.mark();
+    secured.write(cancelRequest(424242, Buffer.from([1, 2, 3, 4])));
+    if (how === "closes") {
+      secured.resume();
+      await once(secured, "end");
+      secured.end();
+    } else {
+      // The proxy has ended its side once it has dealt with the cancel. Closing with its close_notify still
+      // unread makes the kernel send an RST instead of a FIN.
+      await logger.waitFor("cancel request for an unknown session dropped", {}, 10_000, since);
+      secured.destroy();
+    }
+    await untilIdle(proxy.proxy);
   });
 });
 
