@@ -23,6 +23,8 @@ export async function measureRelay(ctx: BenchContext): Promise<ResultRow[]> {
       for (const clients of ctx.plan.relayClients) {
         const runs: Record<PathName, PgbenchRun[]> = { direct: [], rdsd: [], pgbouncer: [] };
         const proxyCpu: Record<PathName, number[]> = { direct: [], rdsd: [], pgbouncer: [] };
+        // CPU per transaction holds up on a busy machine, where TPS does not: the proxies' cost, side by side.
+        const cpuPerTransactionUs: Record<PathName, number[]> = { direct: [], rdsd: [], pgbouncer: [] };
         for (let rep = 0; rep < ctx.plan.repetitions; rep++) {
           for (const path of PATHS) {
             await ctx.quiet();
@@ -35,7 +37,10 @@ export async function measureRelay(ctx: BenchContext): Promise<ResultRow[]> {
             });
             const after = await proxySample(ctx, path);
             runs[path].push(run);
-            if (before !== undefined && after !== undefined) proxyCpu[path].push(((after - before) / ctx.plan.relaySeconds) * 100);
+            if (before !== undefined && after !== undefined) {
+              proxyCpu[path].push(((after - before) / ctx.plan.relaySeconds) * 100);
+              cpuPerTransactionUs[path].push(((after - before) * 1e6) / run.transactions);
+            }
             ctx.log(`  relay ${mode} c=${clients} ${path}: ${run.tps.toFixed(0)} tps`);
           }
         }
@@ -53,6 +58,13 @@ export async function measureRelay(ctx: BenchContext): Promise<ResultRow[]> {
             ? { goal: `>= ${goal * 100}% of direct, >= pgbouncer`, met: vsDirect >= goal && vsBouncer >= 1 }
             : { goal: ">= pgbouncer", met: vsBouncer >= 1 }),
           note: `proxy CPU: rdsd ${fmtPct(median(proxyCpu.rdsd))}, pgbouncer ${fmtPct(median(proxyCpu.pgbouncer))} of one core`,
+        });
+        rows.push({
+          section: "cpu",
+          measure: `proxy CPU per transaction, pgbench -S ${mode}, ${clients} client${clients > 1 ? "s" : ""}`,
+          unit: "us",
+          values: medianOf({ ...cpuPerTransactionUs, direct: [] }, (v) => v),
+          better: "lower",
         });
         if (clients === 1) {
           const pct = (p: "p50" | "p99") => medianOf(runs, (r) => latencyPercentilesUs(r.latenciesUs ?? [])[p]);
