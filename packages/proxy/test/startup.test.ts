@@ -183,7 +183,7 @@ describe("CancelRequest for an unknown session", () => {
     const plain = await RawConnection.open(proxy.port);
     plain.send(sslRequest());
     expect(await plain.byte()).toBe(S);
-    const secured = tls.connect({ socket: (plain as unknown as { socket: net.Socket }).socket, allowHalfOpen: true, ...localTls() });
+    const secured = tls.connect({ socket: (plain as unknown as { socket: net.Socket }).socket, ...localTls() });
     await once(secured, "secureConnect");
     const since = logger.mark();
     secured.write(cancelRequest(424242, Buffer.from([1, 2, 3, 4])));
