@@ -412,6 +412,8 @@ export class AgentSession {
   }
 
   private pump(): void {
+    // A pending pacing timer will pump: a second caller now would start a second timer chain and double the rate.
+    if (this.pacingTimer) return;
     const pacing = this.context.pacing;
     const maxPayload = pacing ? STREAM_DATA_PAYLOAD_SIZE : UNPACED_PAYLOAD_SIZE;
     while (this.queue.length > 0 && this.state !== "Terminated") {
