@@ -3,7 +3,7 @@ import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, runCommand } from "@rdsd/testkit";
-import { backendMessages, daemonLogs, DB_PASSWORD, findSecrets, RAW_STARTUP_CLIENT, RDSD, runAsNobody, startDaemon, startWorld, targetYaml, writeConfig, type DaemonProcess, type World } from "./harness.js";
+import { backendMessages, daemonLogs, DB_PASSWORD, findSecrets, RAW_STARTUP_CLIENT, RDSD, runAsNobody, startDaemon, startWorld, status, targetYaml, writeConfig, type DaemonProcess, type World } from "./harness.js";
 
 // Local access, tested as another local user would try it: a target's port and the control socket refuse
 // other uids by default; listeners leave loopback only with an explicit, loudly logged opt-in.
@@ -16,10 +16,15 @@ const ports: Record<string, number> = {};
 
 beforeAll(async () => {
   world = await startWorld();
-  for (const name of ["mine", "shared"]) ports[name] = await freePort();
+  for (const name of ["mine", "shared", "lazy"]) ports[name] = await freePort();
   const direct = (name: string, extra: string[] = []) =>
     targetYaml(name, ports[name]!, extra, "direct", world.pg.port).replace(`listen: "127.0.0.1:${ports[name]}"`, `listen: ${ports[name]}`);
-  await writeConfig(world, direct("mine") + direct("shared", ["allowOtherUsers: true"]));
+  // An IAM target behind a lazy SSM tunnel: a client that gets past the local-user check would start a session
+  // and have a token signed.
+  const lazyIam = targetYaml("lazy", ports["lazy"]!)
+    .replace("    auth: { password: { env: APP_PASSWORD } }\n", "")
+    .replace("tunnel: { driver: native }", "tunnel: { driver: native, mode: lazy }");
+  await writeConfig(world, direct("mine") + direct("shared", ["allowOtherUsers: true"]) + lazyIam);
   daemon = await startDaemon(world);
 });
 
@@ -49,6 +54,20 @@ describe.runIf(asRoot)("a target's port and other local users", () => {
       expect(error!.fields!.hint).toContain("allowOtherUsers: true");
     }
     expect(daemon!.output()).toMatch(/connection from another local user refused.*uid.*65534/);
+  });
+
+  it("refuses another uid on a lazy IAM target before anything else: no session, no token, no word of the target's state", async () => {
+    const before = world.emulator.sessions().length;
+    const messages = await connectAsNobody("127.0.0.1", ports["lazy"]!);
+    expect(messages).toHaveLength(1);
+    const [error] = messages;
+    expect(error).toMatchObject({ type: "E", fields: { severity: "FATAL", code: "28000" } });
+    expect(error!.fields!.message).toMatch(/^rdsd refused this connection: it comes from local user uid 65534, and target lazy serves only uid \d+, the user running rdsd$/);
+    expect(world.emulator.sessions().length, "no StartSession reached the emulator").toBe(before);
+    const lazy = (await status(world)).targets.find((t) => t.name === "lazy")!;
+    expect(lazy.state).toBe("idle");
+    expect(lazy.sessionIds).toEqual([]);
+    expect(lazy.tokenAgeSeconds, "no IAM token was signed").toBeNull();
   });
 
   it("serves another uid on a target with allowOtherUsers: true", async () => {

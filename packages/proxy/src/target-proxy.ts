@@ -217,7 +217,8 @@ export class TargetProxy extends EventEmitter {
 
   private async serve(socket: net.Socket, id: number): Promise<void> {
     const current: { stream: net.Socket | tls.TLSSocket } = { stream: socket };
-    // Looked up while the client sends its startup; answered once it can read an ErrorResponse.
+    // Looked up while the client sends its startup (only the client is involved so far); decided before
+    // anything else happens for it: no dial, no tunnel, no credentials, no error text of the target's.
     const stranger = this.checkLocalUser(socket, id);
     let hello;
     try {
@@ -240,6 +241,11 @@ export class TargetProxy extends EventEmitter {
     const client = hello.socket;
     // The TLS layer is an emitter of its own: its errors end in 'close', which the relay watches.
     client.on("error", () => client.destroy());
+    const refusal = await stranger;
+    if (refusal) {
+      tellAndClose(client, refusal);
+      return;
+    }
     let startup: StartupMessage;
     try {
       startup = this.upstreamStartup(hello.message);
@@ -249,7 +255,7 @@ export class TargetProxy extends EventEmitter {
     }
     const started = Date.now();
     try {
-      const session = await this.login(client, startup, stranger);
+      const session = await this.login(client, startup);
       const { socket: upstream } = session;
       client.write(session.greeting);
       if (session.pending.length > 0) client.write(session.pending);
@@ -265,10 +271,6 @@ export class TargetProxy extends EventEmitter {
       }
       this.logger.debug("client disconnected", { target: this.name, connection: id });
     } catch (err) {
-      if (err instanceof LocalUserRefused) {
-        tellAndClose(client, err.refusal);
-        return;
-      }
       if (client.destroyed) {
         // The client left mid-login: the aborted dial or login says nothing about the database.
         this.logger.debug("client left during login", { target: this.name, connection: id });
@@ -312,12 +314,8 @@ export class TargetProxy extends EventEmitter {
     );
   }
 
-  /**
-   * Dials, secures and logs in; gives up when the client leaves or the login takes too long.
-   * The local-user check runs beside dialing and TLS (it reads /proc, milliseconds on a busy machine) and
-   * must pass before any secret is sent.
-   */
-  private async login(client: Duplex, startup: StartupMessage, localUserCheck: Promise<ProxyError | null>) {
+  /** Dials, secures and logs in; gives up when the client leaves or the login takes too long. */
+  private async login(client: Duplex, startup: StartupMessage) {
     const clientGone = new AbortController();
     const onClientClose = () => clientGone.abort(new ProxyError("client went away", "", SqlState.connectionFailure));
     client.once("close", onClientClose);
@@ -335,8 +333,6 @@ export class TargetProxy extends EventEmitter {
       stream.on("error", () => {});
       const upstream = await secureUpstream(stream, target, signal);
       upstream.on("error", () => upstream.destroy());
-      const refusal = await localUserCheck;
-      if (refusal) throw new LocalUserRefused(refusal);
       return await loginUpstream(upstream, target, startup, secret, signal);
     } catch (err) {
       stream?.destroy();
@@ -435,13 +431,6 @@ export class TargetProxy extends EventEmitter {
 
 function describeMs(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
-}
-
-/** A connection from another local user: told why, but not counted as a failed login of the target. */
-class LocalUserRefused extends Error {
-  constructor(readonly refusal: ProxyError) {
-    super(refusal.message);
-  }
 }
 
 function cancelPacket(key: { processId: number; secretKey: Buffer }): Buffer {
