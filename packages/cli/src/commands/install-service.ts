@@ -1,7 +1,8 @@
-import { mkdir, realpath, writeFile } from "node:fs/promises";
+import { mkdir, realpath, stat, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { resolveConfigPath } from "@rdsd/config";
 import { CliError, EXIT } from "../exit.js";
 import { launchdPlist, LAUNCHD_LABEL, systemdUnit, type ServiceCommand } from "../service-units.js";
 
@@ -11,7 +12,7 @@ const RDSD_BIN = fileURLToPath(new URL("../../bin/rdsd.js", import.meta.url));
 export async function installServiceCommand(opts: { config?: string; print?: boolean; platform?: string }): Promise<number> {
   const platform = opts.platform ?? process.platform;
   const home = homedir();
-  const command: ServiceCommand = { node: process.execPath, script: await realpath(RDSD_BIN), config: opts.config ? resolve(opts.config) : undefined };
+  const command: ServiceCommand = { node: process.execPath, script: await realpath(RDSD_BIN), config: opts.config ? await existingConfig(opts.config, home) : undefined };
   let path: string;
   let text: string;
   let next: string;
@@ -35,4 +36,19 @@ export async function installServiceCommand(opts: { config?: string; print?: boo
   await writeFile(path, text, { mode: 0o644 });
   process.stdout.write(`wrote ${path}\nnext: ${next}\n`);
   return EXIT.ok;
+}
+
+/**
+ * The --config file as the unit must name it: `~` expanded (a service manager never expands it) and
+ * absolute. A file that is not there is refused now rather than found missing at every service start.
+ */
+async function existingConfig(flag: string, home: string): Promise<string> {
+  const path = resolveConfigPath({ flag, env: {}, home });
+  const found = await stat(path).catch((err: NodeJS.ErrnoException) => err);
+  if (found instanceof Error) {
+    const why = found.code === "ENOENT" ? "there is no such file" : found.message;
+    throw new CliError(`no config file at ${path} (${why})`, "create it first (config/example.yaml in the rdsd sources is a starting point), or name the right file with --config", EXIT.failure);
+  }
+  if (!found.isFile()) throw new CliError(`${path} is not a file`, "name the config file itself with --config", EXIT.failure);
+  return path;
 }
