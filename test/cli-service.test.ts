@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCommand, tempDir, type TempDir } from "@rdsd/testkit";
+import { loadSdNotify } from "@rdsd/sock-diag";
 import { launchdPlist, systemdUnit } from "../packages/cli/src/service-units.js";
 
 const RDSD = fileURLToPath(new URL("../packages/cli/bin/rdsd.js", import.meta.url));
@@ -49,7 +50,9 @@ async function parsePlist(text: string): Promise<Record<string, unknown>> {
 
 describe("service units", () => {
   it("keeps the repository's unit and plist in sync with what install-service writes", async () => {
-    expect(await readFile(join(REPO, "systemd/rdsd.service"), "utf8")).toBe(systemdUnit({ node: "/usr/bin/env", script: "rdsd" }));
+    const repositoryUnit = await readFile(join(REPO, "systemd/rdsd.service"), "utf8");
+    expect(repositoryUnit).toBe(systemdUnit({ node: "/usr/bin/env", script: "rdsd" }));
+    expect(repositoryUnit).toContain("\nType=notify\n");
     expect(await readFile(join(REPO, "launchd/dev.rdsd.daemon.plist"), "utf8")).toBe(launchdPlist({ node: "/usr/bin/env", script: "rdsd" }, "/tmp"));
   });
 
@@ -62,6 +65,8 @@ describe("service units", () => {
     const configPath = join(dir.path, "conf/my rdsd.yaml");
     expect(unit).toContain(`ExecStart=${process.execPath} ${await realpath(RDSD)} daemon --config "${configPath}"\n`);
     expect(unit).toContain("Restart=on-failure\n");
+    // This install built the sd_notify addon, so the daemon can say READY=1: Type=notify.
+    expect(unit).toContain(loadSdNotify().ok ? "\nType=notify\n" : "\nType=simple\n");
     const printed = await rdsd(["install-service", "--platform", "linux", "--print"]);
     expect(printed.stdout).toContain(`ExecStart=${process.execPath} ${await realpath(RDSD)} daemon\n`);
   });
@@ -106,6 +111,11 @@ describe("service units", () => {
       expect(result.code, `${path}: ${result.stderr}`).toBe(0);
       expect(result.stderr).toBe("");
     }
+    // The unit for an install without the addon.
+    const simple = join(dir.path, "simple.service");
+    await writeFile(simple, systemdUnit({ node: "/usr/bin/node", script: "/opt/rdsd/bin/rdsd.js" }, { notify: false }));
+    expect(await readFile(simple, "utf8")).toContain("\nType=simple\n");
+    expect((await verifyUnit(simple)).code).toBe(0);
     // The checker does catch a broken unit.
     const broken = join(dir.path, "broken.service");
     await writeFile(broken, systemdUnit({ node: "relative/node", script: "x" }));

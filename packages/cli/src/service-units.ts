@@ -22,8 +22,24 @@ function systemdQuote(arg: string): string {
   return /[\s"'\\]/.test(escaped) ? `"${escaped.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"` : escaped;
 }
 
+/**
+ * The unit's start-up protocol. notify: the daemon sends READY=1 once every listener is bound, so units
+ * ordered after rdsd (and `systemctl start`) wait for it. simple: for an install without the sd_notify
+ * addon (built at install when a C compiler is there); systemd would otherwise wait for a READY=1 that
+ * never comes and kill the daemon at TimeoutStartSec.
+ */
+function serviceType(notify: boolean): string {
+  return notify
+    ? `# Type=notify: the daemon sends READY=1 once its listeners are bound, STATUS= with each target's state
+# (systemctl --user status rdsd), RELOADING=1 on reload and STOPPING=1 on stop.
+Type=notify`
+    : `# Type=simple: this rdsd was installed without its native sd_notify addon (no C compiler then), so it cannot
+# tell systemd when it is ready. Reinstall it where gcc, make and python3 are present for Type=notify.
+Type=simple`;
+}
+
 /** A systemd user unit: restarted on failure (not after `rdsd stop`, which exits 0), reload by SIGHUP. */
-export function systemdUnit(command: ServiceCommand): string {
+export function systemdUnit(command: ServiceCommand, options: { notify?: boolean } = {}): string {
   return `# rdsd: private RDS PostgreSQL on localhost (SSM tunnels, IAM login, verify-full TLS).
 # A systemd *user* unit: \`rdsd install-service\` writes it to ~/.config/systemd/user/rdsd.service with
 # this machine's node and rdsd paths. Then: systemctl --user daemon-reload && systemctl --user enable --now rdsd
@@ -33,7 +49,7 @@ export function systemdUnit(command: ServiceCommand): string {
 Description=rdsd: private RDS PostgreSQL on localhost
 
 [Service]
-Type=simple
+${serviceType(options.notify ?? true)}
 ExecStart=${daemonArgs(command).map(systemdQuote).join(" ")}
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure

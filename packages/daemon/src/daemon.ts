@@ -20,6 +20,8 @@ export interface DaemonOptions {
   graceMs?: number;
   /** SSM tunnels for the native and plugin drivers; default @rdsd/tunnel's. */
   createTunnel?: TunnelFactory;
+  /** Called after any target's state changed. */
+  onTargetState?: () => void;
 }
 
 /**
@@ -137,6 +139,7 @@ export class Daemon {
       loadCa: (ca) => this.loadCa(ca),
       credentials: this.credentials!,
       createTunnel: this.tunnels,
+      ...(this.options.onTargetState ? { onStateChange: this.options.onTargetState } : {}),
     };
   }
 

@@ -7,3 +7,4 @@ export { probeTarget } from "./probe.js";
 export type { TunnelContext, TunnelFactory, TunnelHandle } from "./tunnel-seam.js";
 export type { TargetState, TargetStatus } from "./target.js";
 export { runDoctor, type DoctorCheck, type DoctorOptions, type DoctorStatus } from "./doctor.js";
+export { serviceNotifier, statusLine, type ServiceNotifier } from "./service-notify.js";

@@ -1,7 +1,8 @@
 import { ConfigError } from "@rdsd/config";
-import { CONTROL_PROTOCOL, ControlError, DaemonAlreadyRunningError, serveControl, type ControlHandlers, type ControlServer } from "@rdsd/control";
+import { CONTROL_PROTOCOL, ControlError, DaemonAlreadyRunningError, serveControl, type ControlHandlers, type ControlServer, type ReloadReport } from "@rdsd/control";
 import { Daemon } from "./daemon.js";
 import { createLogger, type DaemonLogger } from "./logger.js";
+import { serviceNotifier } from "./service-notify.js";
 import type { TunnelFactory } from "./tunnel-seam.js";
 
 export interface RunDaemonOptions {
@@ -28,13 +29,31 @@ export interface RunDaemonOptions {
  */
 export async function runDaemon(options: RunDaemonOptions): Promise<number> {
   const logger = createLogger({ console: options.console, file: options.logFile });
-  const daemon = new Daemon({ configPath: options.configPath, stateDir: options.stateDir, logger, ...(options.createTunnel ? { createTunnel: options.createTunnel } : {}), ...(options.graceMs !== undefined ? { graceMs: options.graceMs } : {}) });
+  const notifier = serviceNotifier(logger);
+  const daemon: Daemon = new Daemon({
+    configPath: options.configPath,
+    stateDir: options.stateDir,
+    logger,
+    onTargetState: () => notifier.status(daemon.targetStatus()),
+    ...(options.createTunnel ? { createTunnel: options.createTunnel } : {}),
+    ...(options.graceMs !== undefined ? { graceMs: options.graceMs } : {}),
+  });
+  // SIGHUP and `rdsd reload` alike: systemd hears RELOADING=1, then READY=1 once the targets are settled
+  // (also after a refused file: the running configuration stays and is ready).
+  const reload = async (): Promise<ReloadReport> => {
+    notifier.reloading();
+    try {
+      return await daemon.reload();
+    } finally {
+      notifier.ready(daemon.targetStatus());
+    }
+  };
   let stopRequested!: () => void;
   const stopped = new Promise<void>((resolve) => (stopRequested = resolve));
   let server: ControlServer;
   try {
     // The socket first: a second daemon must be refused before it touches any port.
-    server = await serveControl({ socketPath: options.socketPath, handlers: handlers(daemon, options, () => stopAll()), onError: (err, command) => logger.error("control request failed", { command, error: String(err) }) });
+    server = await serveControl({ socketPath: options.socketPath, handlers: handlers(daemon, options, { reload, stop: () => stopAll() }), onError: (err, command) => logger.error("control request failed", { command, error: String(err) }) });
   } catch (err) {
     const message = err instanceof DaemonAlreadyRunningError ? `${err.message}: ${err.fix}` : `cannot open the control socket ${options.socketPath}: ${(err as Error).message}`;
     logger.error(message);
@@ -54,6 +73,7 @@ export async function runDaemon(options: RunDaemonOptions): Promise<number> {
   let stopping: Promise<void> | undefined;
   const stopAll = (reason = "stop request"): Promise<void> => {
     stopping ??= (async () => {
+      notifier.stopping();
       logger.info("stopping", { reason });
       await daemon.stop();
       // The socket goes last: until then `status` still answers and no second daemon can take the ports.
@@ -66,7 +86,7 @@ export async function runDaemon(options: RunDaemonOptions): Promise<number> {
   };
   const onTerm = (signal: NodeJS.Signals) => void stopAll(signal);
   const onHup = () => {
-    daemon.reload().catch((err: unknown) => logger.error("reload failed; the running configuration stays", { error: (err as Error).message }));
+    reload().catch((err: unknown) => logger.error("reload failed; the running configuration stays", { error: (err as Error).message }));
   };
   if (options.handleSignals ?? true) {
     process.on("SIGTERM", onTerm);
@@ -76,6 +96,8 @@ export async function runDaemon(options: RunDaemonOptions): Promise<number> {
   options.signal?.addEventListener("abort", () => void stopAll("demo stopping"), { once: true });
 
   logger.info("rdsd is running", { config: options.configPath, pid: process.pid, socket: options.socketPath });
+  // Every target's listeners are bound (or it failed on its own) and the control socket answers.
+  notifier.ready(daemon.targetStatus());
   options.onReady?.({ pid: process.pid, socketPath: options.socketPath });
   await stopped;
   process.off("SIGTERM", onTerm);
@@ -85,7 +107,7 @@ export async function runDaemon(options: RunDaemonOptions): Promise<number> {
   return 0;
 }
 
-function handlers(daemon: Daemon, options: RunDaemonOptions, stop: () => Promise<void>): ControlHandlers {
+function handlers(daemon: Daemon, options: RunDaemonOptions, actions: { reload: () => Promise<ReloadReport>; stop: () => Promise<void> }): ControlHandlers {
   return {
     status: async ({ target }) => ({
       protocol: CONTROL_PROTOCOL,
@@ -102,7 +124,7 @@ function handlers(daemon: Daemon, options: RunDaemonOptions, stop: () => Promise
     restart: async ({ target }) => ({ restarted: await daemon.restart(target) }),
     reload: async () => {
       try {
-        return await daemon.reload();
+        return await actions.reload();
       } catch (err) {
         if (err instanceof ConfigError) throw new ControlError("bad-config", err.message, "fix the file; the running configuration stays");
         throw err;
@@ -110,7 +132,7 @@ function handlers(daemon: Daemon, options: RunDaemonOptions, stop: () => Promise
     },
     test: ({ target }) => daemon.probe(target),
     stop: async () => {
-      await stop();
+      await actions.stop();
       return { stopped: true };
     },
   };

@@ -24,6 +24,8 @@ export interface TargetServices {
   credentials: AwsCredentialIdentityProvider;
   /** Builds SSM tunnels for the native and plugin drivers. */
   createTunnel: TunnelFactory;
+  /** Called after this target's state changed (systemd's STATUS line follows it). */
+  onStateChange?: () => void;
 }
 
 /** What `rdsd test` needs to walk the target's own path stage by stage. */
@@ -193,6 +195,7 @@ export class Target {
     if (state !== this.state) {
       this.state = state;
       this.since = new Date();
+      this.services.onStateChange?.();
     }
   }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Builds the sock_diag addon with node-gyp when `npm ci`/`npm install` runs this package's install script.
+// Builds the sock_diag and sd_notify addons with node-gyp when `npm ci`/`npm install` runs this package's install script.
 // Never fails the install: without Linux, a compiler, make, python3 or Node's headers there is simply no
 // addon, and rdsd falls back to scanning /proc/net/tcp. `--strict` (npm run build:addon) fails instead,
 // for someone who wants to see why.
@@ -17,7 +17,7 @@ const packageDir = join(dirname(fileURLToPath(import.meta.url)), "..");
 const BUILD_TIMEOUT_MS = 180_000;
 
 function giveUp(reason) {
-  const message = `@rdsd/sock-diag: native addon not built (${reason}); rdsd will use the slower /proc/net/tcp scan`;
+  const message = `@rdsd/sock-diag: native addons not built (${reason}); rdsd will use the slower /proc/net/tcp scan, and cannot tell systemd when it is ready (its unit then needs Type=simple)`;
   if (strict) {
     console.error(message);
     process.exit(1);
@@ -62,4 +62,4 @@ if (result.status !== 0) {
   if (output) console.warn(output);
   giveUp(`node-gyp exited with ${result.status ?? result.signal}; a C compiler (gcc or clang, g++ for linking), make and python3 are needed`);
 }
-console.log("@rdsd/sock-diag: native addon built (build/Release/sock_diag.node)");
+console.log("@rdsd/sock-diag: native addons built (build/Release/sock_diag.node, build/Release/sd_notify.node)");

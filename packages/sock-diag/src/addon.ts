@@ -36,17 +36,21 @@ export function loadSockDiag(): { ok: true; addon: SockDiagAddon } | { ok: false
 
 function load(): { ok: true; addon: SockDiagAddon } | { ok: false; reason: string } {
   if (process.platform !== "linux") return { ok: false, reason: `netlink sock_diag is Linux only (this is ${process.platform})` };
-  let addon: SockDiagAddon;
+  const required = requireAddon<SockDiagAddon>(ADDON_PATH);
+  return required.ok ? selfTest(required.addon) : required;
+}
+
+/** A built .node file of this package, or why there is none. */
+export function requireAddon<T>(path: string): { ok: true; addon: T } | { ok: false; reason: string } {
   try {
-    addon = createRequire(import.meta.url)(ADDON_PATH) as SockDiagAddon;
+    return { ok: true, addon: createRequire(import.meta.url)(path) as T };
   } catch (err) {
     const error = err as NodeJS.ErrnoException;
     if (error.code === "MODULE_NOT_FOUND") {
-      return { ok: false, reason: `the native addon is not built (${ADDON_PATH} is missing; it builds on install when a C compiler, make and python3 are present)` };
+      return { ok: false, reason: `the native addon is not built (${path} is missing; it builds on install when a C compiler, make and python3 are present)` };
     }
-    return { ok: false, reason: `cannot load ${ADDON_PATH}: ${error.message}` };
+    return { ok: false, reason: `cannot load ${path}: ${error.message}` };
   }
-  return selfTest(addon);
 }
 
 /**

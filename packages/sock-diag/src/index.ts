@@ -1,3 +1,4 @@
 export { ipLiteralBytes, type IpLiteral } from "./ip-literal.js";
 export type { SockDiagStatus, TcpSocketInfo } from "./addon.js";
 export { sockDiagAvailable, SockDiagUnavailableError, tcpSocketInfo, tcpSocketOwner, type Endpoint } from "./tcp-socket.js";
+export { loadSdNotify, SD_NOTIFY_ADDON_PATH, type SdNotifySend } from "./sd-notify.js";

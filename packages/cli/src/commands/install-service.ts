@@ -19,7 +19,9 @@ export async function installServiceCommand(opts: { config?: string; print?: boo
   if (platform === "linux") {
     const configHome = process.env.XDG_CONFIG_HOME?.startsWith("/") ? process.env.XDG_CONFIG_HOME : join(home, ".config");
     path = join(configHome, "systemd", "user", "rdsd.service");
-    text = systemdUnit(command);
+    // Type=notify needs the sd_notify addon this same install built (or did not, without a compiler).
+    const { loadSdNotify } = await import("@rdsd/sock-diag");
+    text = systemdUnit(command, { notify: loadSdNotify().ok });
     next = "systemctl --user daemon-reload && systemctl --user enable --now rdsd\n(and `loginctl enable-linger $USER` to keep it running after logout)";
   } else if (platform === "darwin") {
     path = join(home, "Library", "LaunchAgents", `${LAUNCHD_LABEL}.plist`);
