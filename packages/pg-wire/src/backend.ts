@@ -139,3 +139,33 @@ export function decodeBackendKeyData(body: Buffer): { processId: number; secretK
   if (body.length < 8) return "BackendKeyData too short";
   return { processId: body.readUInt32BE(0), secretKey: Buffer.from(body.subarray(4)) };
 }
+
+/** ParameterStatus ('S') body: name\0value\0. Undefined when malformed. */
+export function decodeParameterStatus(body: Buffer): { name: string; value: string } | undefined {
+  const nameEnd = body.indexOf(0);
+  if (nameEnd <= 0 || nameEnd === body.length - 1 || body[body.length - 1] !== 0) return undefined;
+  return { name: body.toString("utf8", 0, nameEnd), value: body.toString("utf8", nameEnd + 1, body.length - 1) };
+}
+
+/** AuthenticationOk ('R', code 0). */
+export function buildAuthenticationOk(): Buffer {
+  return frame("R", Buffer.from([0, 0, 0, 0]));
+}
+
+/** ParameterStatus ('S'): a reportable setting's name and current value. */
+export function buildParameterStatus(name: string, value: string): Buffer {
+  return frame("S", Buffer.concat([cstring(name), cstring(value)]));
+}
+
+/** BackendKeyData ('K'): the pid and cancel key a client is to cancel with. */
+export function buildBackendKeyData(processId: number, secretKey: Buffer): Buffer {
+  const body = Buffer.allocUnsafe(4 + secretKey.length);
+  body.writeUInt32BE(processId >>> 0, 0);
+  secretKey.copy(body, 4);
+  return frame("K", body);
+}
+
+/** ReadyForQuery ('Z') with a transaction status. */
+export function buildReadyForQuery(status: "I" | "T" | "E"): Buffer {
+  return frame("Z", Buffer.from(status, "latin1"));
+}
