@@ -13,6 +13,8 @@ export interface Dialer {
   dial(signal: AbortSignal): Promise<Duplex>;
   /** Where this dialer goes, for logs and errors ("127.0.0.1:5432", "SSM via i-0abc"). */
   describe(): string;
+  /** What a client is told dropped when its stream ends mid-session ("the SSM tunnel"). Default: "the connection". */
+  readonly carrier?: string;
 }
 
 /** Connects straight to an address: the `direct` tunnel driver (VPN, Direct Connect, tests). */

@@ -1,39 +1,113 @@
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
+import { endedCleanly, type BackendMessages, type FrontendMessages } from "@rdsd/pg-wire";
 
 /** How long a client may take to read the last bytes after the server has gone. */
 const DRAIN_AFTER_UPSTREAM_CLOSE_MS = 5_000;
 
 /**
- * Joins client and server after login: raw bytes both ways with backpressure, nothing parsed.
- * The client leaving ends the server connection at once (RDS connection slots are precious); the server
- * leaving ends the client after what was already sent is flushed. Resolves when both are closed.
+ * What the relay follows and decides about a session, when it is given one: the message boundaries both ways
+ * (headers only, see @rdsd/pg-wire's message-boundaries), whether a clean end may keep the server connection,
+ * and what to tell a client whose server side vanished.
  */
-export function relay(client: Socket | Duplex, upstream: Socket | Duplex): Promise<void> {
+export interface SessionWatch {
+  frontend: FrontendMessages;
+  backend: BackendMessages;
+  /**
+   * Asked when the client ends cleanly (a whole Terminate at a boundary, every request answered, the server idle
+   * outside a transaction): true keeps the server connection (the Terminate is not sent, the relay lets go of it).
+   */
+  keepOnCleanEnd(): boolean;
+  /**
+   * The FATAL ErrorResponse for a client whose server side ended on its own at a message boundary (not after
+   * the server's own ErrorResponse, not after the client's Terminate). `error` is the upstream's, if any.
+   */
+  dropNotice(error: Error | undefined): Buffer;
+}
+
+/** How a relay ended: both sides closed, or the client ended cleanly and the server connection was kept. */
+export type RelayEnd = "closed" | "released";
+
+/**
+ * Joins client and server after login: bytes both ways with backpressure. With a SessionWatch the bytes are
+ * followed message by message (length headers only, nothing copied). The client leaving ends the server
+ * connection at once (RDS connection slots are precious) unless the watch keeps it; the server leaving ends
+ * the client after what was already sent is flushed (with a FATAL saying so, at a boundary, under a watch).
+ * Resolves "closed" when both are closed, "released" as soon as the server connection was kept: it is then
+ * the caller's, paused, with no listener of the relay's left on it; the client is being ended.
+ */
+export function relay(client: Socket | Duplex, upstream: Socket | Duplex, watch?: SessionWatch): Promise<RelayEnd> {
   return new Promise((resolve) => {
     let open = 2;
+    let released = false;
+    let upstreamGone = false;
     const closed = () => {
-      if (--open === 0) resolve();
+      if (--open === 0 && !released) resolve("closed");
     };
-    client.once("close", () => {
+
+    const onClientClose = () => {
       upstream.destroy();
       closed();
-    });
-    upstream.once("close", () => {
-      if (!client.destroyed) {
+    };
+    const endClient = (error: Error | undefined) => {
+      if (upstreamGone) return;
+      upstreamGone = true;
+      if (client.destroyed) return;
+      const told = watch !== undefined && watch.frontend.terminateAt === undefined;
+      if (told && watch.backend.atBoundary && watch.backend.lastType !== ERROR_RESPONSE) {
+        client.end(watch.dropNotice(error));
+      } else if (error) {
+        client.destroy();
+        return;
+      } else {
         client.end();
-        setTimeout(() => client.destroy(), DRAIN_AFTER_UPSTREAM_CLOSE_MS).unref();
       }
+      setTimeout(() => client.destroy(), DRAIN_AFTER_UPSTREAM_CLOSE_MS).unref();
+    };
+    const onUpstreamClose = () => {
+      endClient(undefined);
       closed();
-    });
+    };
     // Errors end both sides; 'close' follows and does the bookkeeping.
-    client.on("error", () => upstream.destroy());
-    upstream.on("error", () => client.destroy());
+    const onClientError = () => upstream.destroy();
+    const onUpstreamError = (err: Error) => endClient(err);
+    client.once("close", onClientClose);
+    upstream.once("close", onUpstreamClose);
+    client.on("error", onClientError);
+    upstream.on("error", onUpstreamError);
 
-    forward(client, upstream);
-    forward(upstream, client);
+    let inspectClient: ((chunk: Buffer) => boolean) | undefined;
+    let inspectUpstream: ((chunk: Buffer) => boolean) | undefined;
+    if (watch) {
+      const { frontend, backend } = watch;
+      inspectUpstream = (chunk) => {
+        backend.feed(chunk);
+        return true;
+      };
+      inspectClient = (chunk) => {
+        frontend.feed(chunk);
+        if (frontend.terminateAt === undefined || !endedCleanly(frontend, backend) || !watch.keepOnCleanEnd()) return true;
+        // A clean end: the server connection stays open and idle; the Terminate is not sent.
+        released = true;
+        upstream.pause();
+        stopClientToUpstream();
+        stopUpstreamToClient();
+        client.off("close", onClientClose);
+        client.off("error", onClientError);
+        upstream.off("close", onUpstreamClose);
+        upstream.off("error", onUpstreamError);
+        client.pause();
+        client.end();
+        resolve("released");
+        return false;
+      };
+    }
+    const stopClientToUpstream = forward(client, upstream, inspectClient, () => upstream.end());
+    const stopUpstreamToClient = forward(upstream, client, inspectUpstream, () => endClient(undefined));
   });
 }
+
+const ERROR_RESPONSE = "E".charCodeAt(0);
 
 /**
  * How much a destination may hold before its source is paused. Above a socket's highWaterMark (16 KB on
@@ -47,16 +121,17 @@ export const RELAY_BATCH_LIMIT_BYTES = 64 * 1024;
  * first chunk of an event-loop turn and uncorked in the turn's check phase (setImmediate), so chunks that
  * arrive in one turn leave in one writev. Not process.nextTick: Node drains the tick queue after every
  * chunk it hands to JS (a TLS socket emits each record of a network read in its own callback), so a
- * next-tick uncork flushes every record alone: 8 KB writes for a COPY TO. The source ending ends the
- * destination (end() flushes a corked destination first).
+ * next-tick uncork flushes every record alone: 8 KB writes for a COPY TO. `inspect` sees each chunk first
+ * and may keep it (false). Returns the function that detaches it from both streams.
  */
-function forward(from: Duplex, to: Duplex): void {
+function forward(from: Duplex, to: Duplex, inspect: ((chunk: Buffer) => boolean) | undefined, onEnd: () => void): () => void {
   let corked = false;
   const flush = () => {
     corked = false;
     to.uncork();
   };
-  from.on("data", (chunk: Buffer) => {
+  const onData = (chunk: Buffer) => {
+    if (inspect !== undefined && !inspect(chunk)) return;
     if (!corked) {
       corked = true;
       to.cork();
@@ -64,9 +139,17 @@ function forward(from: Duplex, to: Duplex): void {
     }
     // Pause only when write() said so (then 'drain' is due) and the destination holds more than a burst.
     if (!to.write(chunk) && to.writableLength > RELAY_BATCH_LIMIT_BYTES) from.pause();
-  });
-  to.on("drain", () => from.resume());
-  from.once("end", () => to.end());
+  };
+  const onDrain = () => from.resume();
+  from.on("data", onData);
+  to.on("drain", onDrain);
+  // The source ending ends the destination (end() flushes a corked destination first).
+  from.once("end", onEnd);
   // The login left both sides paused (explicitly, so a 'data' listener alone would not start the flow).
   from.resume();
+  return () => {
+    from.off("data", onData);
+    to.off("drain", onDrain);
+    from.off("end", onEnd);
+  };
 }

@@ -2,14 +2,28 @@ import { EventEmitter } from "node:events";
 import net from "node:net";
 import type { Duplex } from "node:stream";
 import tls from "node:tls";
-import { CANCEL_REQUEST_CODE, SqlState, startupParameter, textParameter, type CancelRequest, type StartupMessage, type StartupParameter } from "@rdsd/pg-wire";
+import {
+  BackendMessages,
+  buildStartupMessage,
+  CANCEL_REQUEST_CODE,
+  FrontendMessages,
+  SqlState,
+  startupParameter,
+  textParameter,
+  type CancelRequest,
+  type StartupMessage,
+  type StartupParameter,
+} from "@rdsd/pg-wire";
 import { CancelRegistry } from "./cancel-registry.js";
+import { localGreeting, newClientKey, withClientKey } from "./client-greeting.js";
 import { readClientHello } from "./client-startup.js";
 import type { Dialer } from "./dialer.js";
 import { asProxyError, ProxyError } from "./errors.js";
 import { silentLogger, type ProxyLogger } from "./logger.js";
 import { InvalidPacketError, StreamClosedError } from "./packet-reader.js";
-import { relay } from "./relay.js";
+import { IdlePool, type ParkedConnection } from "./idle-pool.js";
+import { relay, type SessionWatch } from "./relay.js";
+import { resetSession } from "./session-reset.js";
 import { socketOwner, type SocketOwner } from "./socket-owner.js";
 import { loginUpstream, secureUpstream, type UpstreamTarget } from "./upstream-login.js";
 
@@ -42,6 +56,12 @@ export interface TargetProxyOptions {
   startupTimeoutMs?: number;
   /** Dialing, upstream TLS and login must finish within this time (it includes waiting for a tunnel). Default 30 s. */
   loginTimeoutMs?: number;
+  /**
+   * Reuse of logged-in server connections: a client that ends cleanly leaves its connection reset (DISCARD ALL)
+   * and parked, at most `idle` of them for `idleTimeoutMs` each; a later client with the same startup parameters
+   * gets one with no round trip upstream. Absent or false: every client logs in afresh.
+   */
+  pool?: { idle: number; idleTimeoutMs: number } | false;
   logger?: ProxyLogger;
 }
 
@@ -55,6 +75,10 @@ export interface TargetProxyStats {
   failedLogins: number;
   bytesFromClients: number;
   bytesToClients: number;
+  /** Logged-in server connections parked for reuse now. */
+  parked: number;
+  /** Server connections kept ready (TLS done, nothing sent) for the next cold login. */
+  spares: number;
   /** The most recent failure shown to a client, without secrets. */
   lastError: { message: string; fix: string; at: Date } | null;
 }
@@ -62,6 +86,8 @@ export interface TargetProxyStats {
 const DEFAULT_STARTUP_TIMEOUT_MS = 10_000;
 const DEFAULT_LOGIN_TIMEOUT_MS = 30_000;
 const CANCEL_TIMEOUT_MS = 10_000;
+/** A reset (DISCARD ALL) answers in milliseconds; one that does not is a connection not to reuse. */
+const RESET_TIMEOUT_MS = 10_000;
 
 /**
  * One target's local PostgreSQL endpoint: owns its listeners and its client connections (a "socket mount").
@@ -81,12 +107,19 @@ export class TargetProxy extends EventEmitter {
   private failedLogins = 0;
   private lastError: TargetProxyStats["lastError"] = null;
   private nextConnectionId = 1;
+  private stopping = false;
+  private readonly pool: IdlePool | undefined;
+  /** Server connections between a client's clean end and their parking (being reset). */
+  private readonly resetting = new Set<Duplex>();
+  /** Bumped when parked connections must go (reroute, stop): a reset that finishes after it does not park. */
+  private poolGeneration = 0;
 
   constructor(private readonly options: TargetProxyOptions) {
     super();
     this.dialer = options.dialer;
     this.upstream = options.upstream;
     this.logger = options.logger ?? silentLogger;
+    this.pool = options.pool ? new IdlePool({ maxIdle: options.pool.idle, idleTimeoutMs: options.pool.idleTimeoutMs }) : undefined;
     this.clientTls = options.clientTls
       ? tls.createSecureContext({ cert: options.clientTls.certPem, key: options.clientTls.keyPem, minVersion: "TLSv1.2" })
       : null;
@@ -125,6 +158,14 @@ export class TargetProxy extends EventEmitter {
   reroute(dialer: Dialer, upstream: UpstreamTarget): void {
     this.dialer = dialer;
     this.upstream = upstream;
+    this.closeIdle();
+  }
+
+  /** Closes the parked server connections (and those being reset for parking): a restart must not keep them. */
+  closeIdle(): void {
+    this.poolGeneration++;
+    this.pool?.closeAll();
+    for (const socket of this.resetting) socket.destroy();
   }
 
   stats(): TargetProxyStats {
@@ -140,6 +181,8 @@ export class TargetProxy extends EventEmitter {
       failedLogins: this.failedLogins,
       bytesFromClients: bytesIn,
       bytesToClients: bytesOut,
+      parked: this.pool?.size ?? 0,
+      spares: 0,
       lastError: this.lastError,
     };
   }
@@ -151,6 +194,8 @@ export class TargetProxy extends EventEmitter {
   async stop(graceMs = 0): Promise<void> {
     // A server's close completes only once its connections are gone: await it after closing them.
     const serversClosed = this.closeServers();
+    this.stopping = true;
+    this.closeIdle();
     if (this.clients.size === 0) return serversClosed;
     const allGone = new Promise<void>((resolve) => {
       const check = () => {
@@ -254,22 +299,25 @@ export class TargetProxy extends EventEmitter {
       return;
     }
     const started = Date.now();
+    const poolKey = this.pool ? upstreamKey(startup) : undefined;
+    const parked = poolKey !== undefined ? this.pool!.take(poolKey) : undefined;
+    let connection: ParkedConnection;
+    /** A fresh login's greeting and the server's bytes after it. */
+    let fresh: { greeting: Buffer; pending: Buffer } | undefined;
     try {
-      const session = await this.login(client, startup);
-      const { socket: upstream } = session;
-      client.write(session.greeting);
-      if (session.pending.length > 0) client.write(session.pending);
-      if (hello.pending.length > 0) upstream.write(hello.pending);
-      const unregister = session.backendKey
-        ? this.cancels.register(session.backendKey.processId, session.backendKey.secretKey, () => this.sendCancelUpstream(cancelPacket(session.backendKey!)))
-        : () => {};
-      this.logger.info("client connected", { target: this.name, connection: id, backendPid: session.backendKey?.processId, loginMs: Date.now() - started, tls: hello.tls });
-      try {
-        await relay(client, upstream);
-      } finally {
-        unregister();
+      if (parked) {
+        connection = parked;
+      } else {
+        const session = await this.login(client, startup);
+        if (!session.ready || !session.backendKey) {
+          // The server's FATAL after AuthenticationOk (no such database): the client reads it as sent, then the close.
+          client.write(session.greeting);
+          await relay(client, session.socket);
+          return;
+        }
+        connection = { socket: session.socket, backendKey: session.backendKey, parameters: session.parameters, negotiation: session.negotiation, carrier: session.carrier, streamError: session.streamError };
+        fresh = { greeting: session.greeting, pending: session.pending };
       }
-      this.logger.debug("client disconnected", { target: this.name, connection: id });
     } catch (err) {
       if (client.destroyed) {
         // The client left mid-login: the aborted dial or login says nothing about the database.
@@ -281,7 +329,86 @@ export class TargetProxy extends EventEmitter {
       this.lastError = { message: failure.message, fix: failure.fix, at: new Date() };
       this.logger.warn("login failed", { target: this.name, connection: id, error: failure.message, fix: failure.fix });
       tellAndClose(client, failure);
+      return;
     }
+    await this.runSession(client, connection, fresh, { id, poolKey, tls: hello.tls, clientPending: hello.pending, started });
+  }
+
+  /**
+   * One client's session on a logged-in server connection: the greeting (the server's, or rdsd's own for a
+   * reused connection) with a cancel key made for this client, then the relay; a clean end parks the connection.
+   */
+  private async runSession(
+    client: Duplex,
+    connection: ParkedConnection,
+    fresh: { greeting: Buffer; pending: Buffer } | undefined,
+    how: { id: number; poolKey: string | undefined; tls: boolean; clientPending: Buffer; started: number },
+  ): Promise<void> {
+    const upstream = connection.socket;
+    const clientKey = newClientKey(connection.backendKey);
+    const backend = new BackendMessages(connection.parameters);
+    const frontend = new FrontendMessages();
+    client.write(fresh ? withClientKey(fresh.greeting, clientKey) : localGreeting(connection, clientKey));
+    if (fresh && fresh.pending.length > 0) {
+      backend.feed(fresh.pending);
+      client.write(fresh.pending);
+    }
+    if (how.clientPending.length > 0) {
+      frontend.feed(how.clientPending);
+      upstream.write(how.clientPending);
+    }
+    // A backend that a cancel was sent to is not handed on: the signal could land in the next client's query.
+    let cancelled = false;
+    const realKey = connection.backendKey;
+    const unregister = this.cancels.register(clientKey.processId, clientKey.secretKey, () => {
+      cancelled = true;
+      return this.sendCancelUpstream(cancelPacket(realKey));
+    });
+    const watch: SessionWatch = {
+      frontend,
+      backend,
+      keepOnCleanEnd: () => how.poolKey !== undefined && !cancelled && !this.stopping,
+      dropNotice: (error) => this.dropped(connection, error).toErrorResponse(),
+    };
+    this.logger.info("client connected", { target: this.name, connection: how.id, backendPid: realKey.processId, loginMs: Date.now() - how.started, tls: how.tls, reused: fresh === undefined });
+    let end;
+    try {
+      end = await relay(client, upstream, watch);
+    } finally {
+      unregister();
+    }
+    this.logger.debug("client disconnected", { target: this.name, connection: how.id, backendKept: end === "released" });
+    if (end === "released") void this.recycle(how.poolKey!, connection, backend);
+  }
+
+  /** Resets a cleanly ended session's server connection and parks it; anything amiss closes it instead. */
+  private async recycle(poolKey: string, connection: ParkedConnection, backend: BackendMessages): Promise<void> {
+    const generation = this.poolGeneration;
+    this.resetting.add(connection.socket);
+    let fit = false;
+    try {
+      fit = await resetSession(connection.socket, backend, RESET_TIMEOUT_MS);
+    } finally {
+      this.resetting.delete(connection.socket);
+    }
+    if (fit && generation === this.poolGeneration && !this.stopping && this.pool && !connection.socket.destroyed) {
+      this.pool.park(poolKey, connection);
+      this.logger.debug("server connection parked", { target: this.name, backendPid: connection.backendKey.processId, parked: this.pool.size });
+    } else {
+      connection.socket.destroy();
+      this.logger.debug("server connection not reused", { target: this.name, backendPid: connection.backendKey.processId, resetOk: fit });
+    }
+  }
+
+  /** What a client is told when its server connection ended under it at a message boundary. */
+  private dropped(connection: ParkedConnection, error: Error | undefined): ProxyError {
+    const cause = connection.streamError() ?? error;
+    const reason = cause?.message ?? "the server's side closed the connection without an error message";
+    const fix =
+      cause instanceof ProxyError && cause.fix
+        ? `${cause.fix}; then reconnect (\`rdsd status\` shows the tunnel)`
+        : "reconnect; `rdsd status` shows the way to the database, and the server's log tells whether it ended the session";
+    return new ProxyError(`${connection.carrier} to ${this.name} dropped: ${reason}`, fix, SqlState.connectionFailure);
   }
 
   /**
@@ -329,11 +456,16 @@ export class TargetProxy extends EventEmitter {
     let stream: Duplex | undefined;
     try {
       stream = await dialer.dial(signal);
-      // Whatever the dialer returns, its errors must not crash the daemon; they surface as a close.
-      stream.on("error", () => {});
+      // Whatever the dialer returns, its errors must not crash the daemon; they surface as a close. The first
+      // one says why (a tunnel ends its streams with its problem): a client whose session it ends is told.
+      let streamError: Error | undefined;
+      stream.on("error", (err: Error) => {
+        streamError ??= err;
+      });
       const upstream = await secureUpstream(stream, target, signal);
       upstream.on("error", () => upstream.destroy());
-      return await loginUpstream(upstream, target, startup, secret, signal);
+      const session = await loginUpstream(upstream, target, startup, secret, signal);
+      return { ...session, carrier: dialer.carrier ?? "the connection", streamError: () => streamError };
     } catch (err) {
       stream?.destroy();
       throw err;
@@ -427,6 +559,14 @@ export class TargetProxy extends EventEmitter {
     this.logger.info("client startup refused", { target: this.name, connection: id, error: failure.message });
     tellAndClose(stream, failure);
   }
+}
+
+/**
+ * A parked connection is handed only to a client whose upstream startup would be byte for byte the same
+ * (protocol version, every parameter in order: database, options, application_name, client_encoding, ...).
+ */
+function upstreamKey(startup: StartupMessage): string {
+  return buildStartupMessage(startup.majorVersion, startup.minorVersion, startup.parameters).toString("latin1");
 }
 
 function describeMs(ms: number): string {

@@ -6,6 +6,7 @@ import {
   buildStartupMessage,
   decodeAuthenticationRequest,
   decodeBackendKeyData,
+  decodeParameterStatus,
   decodeErrorFields,
   md5PasswordAnswer,
   readBackendFrame,
@@ -36,6 +37,12 @@ export interface UpstreamSession {
   greeting: Buffer;
   /** The real backend's cancel key, for forwarding CancelRequests. */
   backendKey: { processId: number; secretKey: Buffer } | undefined;
+  /** The server's reportable settings from its ParameterStatus messages, in the order sent. */
+  parameters: Map<string, string>;
+  /** The server's NegotiateProtocolVersion, when it sent one (a reused connection's next client is told the same). */
+  negotiation: Buffer | undefined;
+  /** The greeting ended with ReadyForQuery (not with the server's FATAL). */
+  ready: boolean;
   /** Bytes read past the greeting; belong to the client. */
   pending: Buffer;
 }
@@ -153,6 +160,7 @@ export async function loginUpstream(
   socket.write(buildStartupMessage(startup.majorVersion, startup.minorVersion, startup.parameters));
 
   const greeting: Buffer[] = [];
+  let negotiation: Buffer | undefined;
   let scram: ScramClient | undefined;
   let provenance = "";
   const readSecret = async () => {
@@ -166,6 +174,7 @@ export async function loginUpstream(
     const frame = await readOrExplain(reader, signal, asFrameStep);
     if (frame.type === "v" || frame.type === "N") {
       greeting.push(frame.raw); // NegotiateProtocolVersion and notices are the client's to see
+      if (frame.type === "v") negotiation = Buffer.from(frame.raw);
       continue;
     }
     if (frame.type === "E") throw serverRefusal(frame, target, provenance);
@@ -217,17 +226,22 @@ export async function loginUpstream(
 
   // After AuthenticationOk: relay everything unchanged up to ReadyForQuery, noting the backend's cancel key.
   let backendKey: UpstreamSession["backendKey"];
+  const parameters = new Map<string, string>();
   for (;;) {
     const frame = await readOrExplain(reader, signal, asFrameStep);
     greeting.push(frame.raw);
     if (frame.type === "K") {
       const key = decodeBackendKeyData(frame.body);
       if (typeof key !== "string") backendKey = key;
+    } else if (frame.type === "S") {
+      const setting = decodeParameterStatus(frame.body);
+      if (setting) parameters.set(setting.name, setting.value);
     }
     // A FATAL after AuthenticationOk (database does not exist, too many connections) goes to the client as the server sent it.
-    if (frame.type === "Z" || frame.type === "E") break;
+    if (frame.type === "Z" || frame.type === "E") {
+      return { socket, greeting: Buffer.concat(greeting), backendKey, parameters, negotiation, ready: frame.type === "Z", pending: reader.release() };
+    }
   }
-  return { socket, greeting: Buffer.concat(greeting), backendKey, pending: reader.release() };
 }
 
 function asFrameStep(buf: Buffer): ParseStep<BackendFrame> {

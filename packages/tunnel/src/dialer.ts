@@ -4,6 +4,8 @@ import type { Supervisor } from "./supervisor.js";
 
 /** The proxy's Dialer over a supervised tunnel: a stream per connection, waiting (bounded) through a rebuild. */
 export class TunnelDialer implements Dialer {
+  readonly carrier = "the SSM tunnel";
+
   constructor(
     private readonly supervisor: Supervisor,
     private readonly description: string,

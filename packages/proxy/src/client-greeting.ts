@@ -1,0 +1,47 @@
+import { randomBytes } from "node:crypto";
+import { buildAuthenticationOk, buildBackendKeyData, buildParameterStatus, buildReadyForQuery, readBackendFrame, MIN_CANCEL_KEY_LENGTH } from "@rdsd/pg-wire";
+
+/** The cancel key a client is given: the real backend's pid, and a secret rdsd made for this client alone. */
+export interface ClientCancelKey {
+  processId: number;
+  secretKey: Buffer;
+}
+
+/**
+ * A fresh secret for a client of `backend`, as long as the server's own (4 bytes in protocol 3.0, longer in
+ * 3.2). The pid stays the real one: clients also cancel with `pg_cancel_backend(pid)` from another session.
+ */
+export function newClientKey(backend: { processId: number; secretKey: Buffer }): ClientCancelKey {
+  return { processId: backend.processId, secretKey: randomBytes(Math.max(backend.secretKey.length, MIN_CANCEL_KEY_LENGTH)) };
+}
+
+/** The server's greeting with the client's key in place of the backend's in its BackendKeyData; otherwise unchanged. */
+export function withClientKey(greeting: Buffer, key: ClientCancelKey): Buffer {
+  const parts: Buffer[] = [];
+  let at = 0;
+  while (at < greeting.length) {
+    const r = readBackendFrame(greeting.subarray(at), Number.MAX_SAFE_INTEGER);
+    if (r.status !== "ok") {
+      // The login already framed every message: anything else is kept as it is.
+      parts.push(greeting.subarray(at));
+      break;
+    }
+    parts.push(r.frame.type === "K" ? buildBackendKeyData(key.processId, key.secretKey) : r.frame.raw);
+    at += r.length;
+  }
+  return Buffer.concat(parts);
+}
+
+/**
+ * What rdsd answers a client handed a parked connection, without asking the server: what a fresh login's
+ * greeting holds (the server's NegotiateProtocolVersion if it sent one, AuthenticationOk, every reportable
+ * setting at its current value, the client's cancel key, ReadyForQuery idle).
+ */
+export function localGreeting(parked: { negotiation: Buffer | undefined; parameters: ReadonlyMap<string, string> }, key: ClientCancelKey): Buffer {
+  const parts: Buffer[] = [];
+  if (parked.negotiation) parts.push(parked.negotiation);
+  parts.push(buildAuthenticationOk());
+  for (const [name, value] of parked.parameters) parts.push(buildParameterStatus(name, value));
+  parts.push(buildBackendKeyData(key.processId, key.secretKey), buildReadyForQuery("I"));
+  return Buffer.concat(parts);
+}
