@@ -6,10 +6,12 @@ import {
   decodeHandshakeComplete,
   decodeHandshakeRequest,
   encodeClientMessage,
+  encodeSmuxFrame,
   FlagValue,
   MessageType,
   PayloadType,
   randomUuid,
+  SmuxCommand,
 } from "@rdsd/ssm-protocol";
 import type { ClientMessage } from "@rdsd/ssm-protocol";
 import { echoServer, readBytes, seededBytes } from "@rdsd/testkit";
@@ -253,6 +255,33 @@ describe("data channel: sequencing and acknowledgement", () => {
     await marker;
     expect(outputs.join("")).toBe("onceend");
     expect(acked.filter((s) => s === seq).length).toBe(2);
+  });
+
+  // The real agent acknowledges every input_stream_data message on receipt, before its multiplexer looks at the
+  // payload: a smux NOP alone in a message is acknowledged like data, and reaches no destination.
+  it("acknowledges a message carrying only a smux NOP frame, and dials nothing for it", async () => {
+    const { client, sessionId } = await connect();
+    expect(client.multiplexed).toBe(true);
+    const dialsBefore = echo.connections.length;
+    const seq = client.channel.nextSendSequence;
+    const acked = new Promise<number>((resolve) => {
+      client.on("message", (m) => {
+        if (m.messageType !== MessageType.Acknowledge) return;
+        const n = (JSON.parse(m.payload.toString()) as { AcknowledgedMessageSequenceNumber: number }).AcknowledgedMessageSequenceNumber;
+        if (n === seq) resolve(n);
+      });
+    });
+    // Through the client's own sequencing (so it sees the acknowledgement), as one message of 8 bytes.
+    client.sendRaw(client.channel.send(PayloadType.Output, encodeSmuxFrame(SmuxCommand.Nop, 0), Date.now()));
+    expect(await acked).toBe(seq);
+    expect(client.channel.outstandingCount).toBe(0);
+    // A stream after the NOP still works, and only it dialed.
+    const stream = client.openStream();
+    const back = readBytes(stream, 4);
+    stream.write("next");
+    expect((await back).toString()).toBe("next");
+    expect(echo.connections.length).toBe(dialsBefore + 1);
+    expect(emulator.session(sessionId)!.badMessages).toBe(0);
   });
 
   it("retransmits what the client does not acknowledge", async () => {
