@@ -74,6 +74,15 @@ export class ManualClock implements Clock {
     this.current = end;
   }
 
+  /**
+   * The machine slept for `ms`: wall time moves on and no timer fires, now or because of it (Node's timers run on a
+   * monotonic clock that stops during suspend, so each comes due `ms` later by the wall clock).
+   */
+  sleep(ms: number): void {
+    this.current += ms;
+    for (const timer of this.timers.values()) timer.at += ms;
+  }
+
   /** Moves wall time forward without firing timers first (a laptop waking from sleep), then fires what is due. */
   jump(ms: number): void {
     this.current += ms;

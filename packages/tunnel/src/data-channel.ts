@@ -70,12 +70,19 @@ export interface DataChannelOptions {
   maxPayloadSize?: number;
   /** Unacknowledged messages beyond which write() asks the caller to wait for "drain". */
   sendWindow?: number;
+  /**
+   * checkAlive() declares the path dead when no acknowledgement came this long after its message (default:
+   * four retransmission timeouts, at least 2 s; the timeout follows the measured round trip, capped at 1 s).
+   */
+  livenessTimeoutMs?: number;
 }
 
 type State = "new" | "connecting" | "open" | "resuming" | "ended";
 
-const WS_PING_EVERY_TICKS = 3000; // 5 min, as the official client
+const WS_PING_INTERVAL_MS = 5 * 60_000; // as the official client
 const MAX_RESUMES_WITHOUT_TRAFFIC = 5;
+/** checkAlive()'s shortest deadline: a retransmission or two fit in it even on a fast path. */
+const MIN_LIVENESS_TIMEOUT_MS = 2_000;
 
 /**
  * The client side of one SSM data channel: websocket, OpenDataChannel, handshake, the reliable
@@ -101,9 +108,14 @@ export class DataChannel extends EventEmitter<{
   private credentials: SessionCredentials;
   private handshake: HandshakeResult | undefined;
   private handshakeWaiter: { resolve: (r: HandshakeResult) => void; reject: (e: Error) => void } | undefined;
+  /** Runs only while something we sent is unacknowledged: an idle channel sets no timer but the websocket ping. */
   private ticker: TimerHandle | undefined;
-  private ticks = 0;
+  private pinger: TimerHandle | undefined;
   private stallSince: number | undefined;
+  /** When the agent was last heard from (any valid message): the supervisor checks a channel that has gone quiet. */
+  private lastHeardAt: number;
+  /** checkAlive() calls waiting for the next acknowledgement. */
+  private readonly aliveWaiters = new Set<() => void>();
   private blocked = false;
   private readingPaused = false;
   private resumesWithoutTraffic = 0;
@@ -121,6 +133,7 @@ export class DataChannel extends EventEmitter<{
     this.maxPayload = options.maxPayloadSize ?? STREAM_DATA_PAYLOAD_SIZE;
     this.window = options.sendWindow ?? 4096;
     this.clientVersion = options.clientVersion ?? CLIENT_VERSION;
+    this.lastHeardAt = this.clock.now();
   }
 
   get handshakeResult(): HandshakeResult | undefined {
@@ -135,6 +148,11 @@ export class DataChannel extends EventEmitter<{
   get unacknowledgedForMs(): number {
     if (this.state !== "open" || this.stallSince === undefined) return 0;
     return Math.max(0, this.clock.now() - this.stallSince);
+  }
+
+  /** How long the agent has sent nothing (no data, no acknowledgement). */
+  get quietForMs(): number {
+    return Math.max(0, this.clock.now() - this.lastHeardAt);
   }
 
   /** Unacknowledged messages we sent. */
@@ -163,7 +181,7 @@ export class DataChannel extends EventEmitter<{
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
       await this.connectWebSocket(this.credentials);
-      this.startTicker();
+      this.startPinger();
       return await handshake;
     } catch (err) {
       this.failOpen(problemOf(err, "opening the SSM data channel"));
@@ -192,6 +210,39 @@ export class DataChannel extends EventEmitter<{
   sendFlag(flag: number): void {
     if (this.state === "ended") return;
     this.sendStream(PayloadType.Flag, encodeFlag(flag));
+  }
+
+  /**
+   * Liveness without the destination: sends `payload` (a smux NOP frame) as one input_stream_data message, which
+   * the agent acknowledges on receipt whatever it carries. Resolves at the next acknowledgement; rejects with a
+   * ProxyError when none comes within the deadline (the path is dead) or the channel ends. While the channel is
+   * resuming the wait goes on: the resume has its own deadline and ends the channel when it fails.
+   */
+  checkAlive(payload: Buffer): Promise<void> {
+    if (this.state === "ended" || this.state === "new") return Promise.reject(tunnelError({ message: `SSM session ${this.sessionId} is closed`, fix: "rdsd opens a new session by itself" }));
+    const timeoutMs = this.options.livenessTimeoutMs ?? Math.max(MIN_LIVENESS_TIMEOUT_MS, 4 * this.reliable.retransmissionTimeoutMs);
+    return new Promise<void>((resolve, reject) => {
+      let timer: TimerHandle | undefined;
+      const done = (error?: Error) => {
+        this.clock.clearTimeout(timer);
+        this.aliveWaiters.delete(onAck);
+        this.off("end", onEnd);
+        if (error) reject(error);
+        else resolve();
+      };
+      const onAck = () => done();
+      const onEnd = () => done(tunnelError({ message: `SSM session ${this.sessionId} ended during a liveness check`, fix: "rdsd opens a new session by itself" }));
+      const arm = () => {
+        timer = this.clock.setTimeout(() => {
+          if (this.state === "resuming") return arm();
+          done(tunnelError({ message: `the SSM agent did not acknowledge a keep-alive within ${timeoutMs} ms (session ${this.sessionId})`, fix: "rdsd replaces the session by itself; if this repeats, check this machine's network and the bastion" }));
+        }, timeoutMs);
+      };
+      this.aliveWaiters.add(onAck);
+      this.once("end", onEnd);
+      arm();
+      this.sendStream(PayloadType.Output, payload);
+    });
   }
 
   /** Stops reading the websocket (a slow local reader); the agent is held back by TCP. */
@@ -230,6 +281,7 @@ export class DataChannel extends EventEmitter<{
     const bytes = this.reliable.send(payloadType, payload, now);
     if (this.state === "open" || this.state === "connecting") this.ws?.send(bytes, { binary: true });
     // While resuming, the message waits in the outstanding set and goes out with resendAll.
+    this.startTicker();
   }
 
   private connectWebSocket(credentials: SessionCredentials): Promise<void> {
@@ -280,10 +332,13 @@ export class DataChannel extends EventEmitter<{
       return;
     }
     this.resumesWithoutTraffic = 0;
+    this.lastHeardAt = now;
     for (const reply of result.replies) ws.send(reply, { binary: true });
     if (result.acknowledged.length > 0) {
       this.ackedSinceResume = true;
       this.stallSince = this.reliable.outstandingCount > 0 ? now : undefined;
+      if (this.reliable.outstandingCount === 0) this.stopTicker();
+      for (const waiter of [...this.aliveWaiters]) waiter();
       if (this.blocked && this.reliable.outstandingCount <= this.window / 2) {
         this.blocked = false;
         this.emit("drain");
@@ -404,7 +459,8 @@ export class DataChannel extends EventEmitter<{
       this.end({ kind: "lost", problem: { message: `SSM session ${this.sessionId} keeps dropping right after each resume`, fix: "rdsd opens a new session by itself" } });
       return;
     }
-    const deadline = this.clock.now() + (this.options.resumeTimeoutMs ?? 30_000);
+    const droppedAt = this.clock.now();
+    const deadline = droppedAt + (this.options.resumeTimeoutMs ?? 30_000);
     const backoff = new Backoff({ initialMs: 250, maxMs: 5_000 });
     let last: TunnelProblem = { message: `SSM session ${this.sessionId} dropped`, fix: "rdsd opens a new session by itself" };
     while (this.state === "resuming") {
@@ -422,6 +478,8 @@ export class DataChannel extends EventEmitter<{
         for (const bytes of resend) this.ws?.send(bytes, { binary: true });
         this.stallSince = this.reliable.outstandingCount > 0 ? now : undefined;
         this.ackedSinceResume = false;
+        this.logger.info(`data channel resumed after ${now - droppedAt} ms`, { session: this.sessionId, resent: resend.length });
+        this.startTicker();
         this.emit("resumed");
         return;
       } catch (err) {
@@ -438,32 +496,54 @@ export class DataChannel extends EventEmitter<{
     }
   }
 
+  /**
+   * The 100 ms resend and stall check, as the official client runs it, but only while something is unacknowledged
+   * (started by a send, stopped by the acknowledgement that empties the outstanding set).
+   */
   private startTicker(): void {
-    const tick = () => {
+    if (this.ticker !== undefined || this.state === "ended") return;
+    this.ticker = this.clock.setTimeout(() => this.tick(), RESEND_CHECK_INTERVAL_MS);
+  }
+
+  private stopTicker(): void {
+    this.clock.clearTimeout(this.ticker);
+    this.ticker = undefined;
+  }
+
+  private tick(): void {
+    this.ticker = undefined;
+    if (this.state === "ended") return;
+    if (this.reliable.outstandingCount === 0) return;
+    this.ticker = this.clock.setTimeout(() => this.tick(), RESEND_CHECK_INTERVAL_MS);
+    if (this.state !== "open" && this.state !== "connecting") return;
+    const now = this.clock.now();
+    const ws = this.ws;
+    for (const bytes of this.reliable.tick(now)) {
+      this.stats.retransmissions++;
+      ws?.send(bytes, { binary: true });
+    }
+    const stallLimit = this.options.ackStallTimeoutMs ?? 20_000;
+    if (this.state === "open" && this.stallSince !== undefined && now - this.stallSince > stallLimit) {
+      const waitedMs = now - this.stallSince;
+      this.stallSince = undefined;
+      if (!this.ackedSinceResume) {
+        // Resuming already failed to bring acknowledgements back: the agent side is broken, not the websocket.
+        this.end({ kind: "lost", problem: { message: `the SSM agent stopped acknowledging data on session ${this.sessionId}`, fix: "rdsd opens a new session by itself; check the bastion's SSM agent if this repeats" } });
+        return;
+      }
+      this.logger.warn("no acknowledgement from the agent; reconnecting", { session: this.sessionId, waitedMs });
+      void this.reconnect();
+    }
+  }
+
+  /** The websocket ping every 5 min (as the official client), one timer per channel. */
+  private startPinger(): void {
+    const ping = () => {
       if (this.state === "ended") return;
-      this.ticker = this.clock.setTimeout(tick, RESEND_CHECK_INTERVAL_MS);
-      if (this.state !== "open" && this.state !== "connecting") return;
-      const now = this.clock.now();
-      const ws = this.ws;
-      for (const bytes of this.reliable.tick(now)) {
-        this.stats.retransmissions++;
-        ws?.send(bytes, { binary: true });
-      }
-      if (++this.ticks % WS_PING_EVERY_TICKS === 0) ws?.ping("keepalive");
-      const stallLimit = this.options.ackStallTimeoutMs ?? 20_000;
-      if (this.state === "open" && this.stallSince !== undefined && now - this.stallSince > stallLimit) {
-        const waitedMs = now - this.stallSince;
-        this.stallSince = undefined;
-        if (!this.ackedSinceResume) {
-          // Resuming already failed to bring acknowledgements back: the agent side is broken, not the websocket.
-          this.end({ kind: "lost", problem: { message: `the SSM agent stopped acknowledging data on session ${this.sessionId}`, fix: "rdsd opens a new session by itself; check the bastion's SSM agent if this repeats" } });
-          return;
-        }
-        this.logger.warn("no acknowledgement from the agent; reconnecting", { session: this.sessionId, waitedMs });
-        void this.reconnect();
-      }
+      if (this.state === "open") this.ws?.ping("keepalive");
+      this.pinger = this.clock.setTimeout(ping, WS_PING_INTERVAL_MS);
     };
-    this.ticker = this.clock.setTimeout(tick, RESEND_CHECK_INTERVAL_MS);
+    this.pinger = this.clock.setTimeout(ping, WS_PING_INTERVAL_MS);
   }
 
   private detachWebSocket(): void {
@@ -487,7 +567,8 @@ export class DataChannel extends EventEmitter<{
     if (this.state === "ended") return;
     this.state = "ended";
     this.stopController.abort();
-    this.clock.clearTimeout(this.ticker);
+    this.stopTicker();
+    this.clock.clearTimeout(this.pinger);
     this.detachWebSocket();
     if (this.handshakeWaiter) {
       this.handshakeWaiter.reject(tunnelError(reason.kind === "stopped" ? { message: "the data channel was closed", fix: "" } : reason.problem));

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { encodeChannelClosedMessage, encodeFlag, FlagValue, PayloadType, randomUuid } from "@rdsd/ssm-protocol";
+import { ManualClock } from "../src/clock.js";
 import { CLIENT_VERSION, DataChannel } from "../src/data-channel.js";
 import type { DataChannelEnd, DataChannelOptions } from "../src/data-channel.js";
 import { seededBytes } from "@rdsd/testkit";
@@ -131,6 +132,35 @@ describe("data channel sequencing", () => {
     expect(dc.stats.badMessages).toBe(2);
   });
 
+  it("checkAlive: one message the agent acknowledges proves the path; no acknowledgement within the deadline is a dead path", async () => {
+    const { dc, conn } = await openChannel({ livenessTimeoutMs: 300 });
+    const nop = Buffer.from([1, 3, 0, 0, 0, 0, 0, 0]); // smux v1 NOP, stream 0
+    const isNop = (m: { payloadType: number; payload: Buffer }) => m.payloadType === PayloadType.Output && m.payload.equals(nop);
+    const alive = dc.checkAlive(nop);
+    await conn.until(() => conn.received.some(isNop));
+    conn.ack(conn.received.find(isNop)!);
+    await alive;
+    expect(dc.outstanding).toBe(0);
+    const sent = conn.received.filter(isNop).length;
+    await expect(dc.checkAlive(nop)).rejects.toThrow("the SSM agent did not acknowledge a keep-alive within 300 ms (session s-1)");
+    expect(conn.received.filter(isNop).length).toBeGreaterThan(sent); // sent (and resent) meanwhile
+  });
+
+  it("an idle channel keeps one timer (the websocket ping): the 100 ms resend check runs only while something is unacknowledged", async () => {
+    const clock = new ManualClock(Date.now());
+    const { dc, conn } = await openChannel({ clock });
+    for (const m of conn.received) conn.ack(m);
+    await conn.until(() => dc.outstanding === 0);
+    expect(clock.pending).toBe(1);
+    dc.write(Buffer.from("x"));
+    expect(clock.pending).toBe(2);
+    const isX = (m: { payloadType: number; payload: Buffer }) => m.payloadType === PayloadType.Output && m.payload.toString() === "x";
+    await conn.until(() => conn.received.some(isX));
+    conn.ack(conn.received.find(isX)!);
+    await conn.until(() => dc.outstanding === 0);
+    expect(clock.pending).toBe(1);
+  });
+
   it("reports the agent's ConnectToPortError flag", async () => {
     const { dc, conn } = await openChannel();
     const flags: number[] = [];
@@ -143,7 +173,9 @@ describe("data channel sequencing", () => {
 
 describe("data channel drops and closes", () => {
   it("resumes after a drop in mid-transfer: same ClientId, new token, sequence numbers kept, unacknowledged data resent", async () => {
-    const { dc, conn, resumes } = await openChannel();
+    const logs: string[] = [];
+    const logger = { debug: () => {}, info: (m: string) => logs.push(m), warn: (m: string) => logs.push(m), error: (m: string) => logs.push(m) };
+    const { dc, conn, resumes } = await openChannel({ logger });
     const payload = seededBytes(10_000);
     dc.write(payload); // 10 messages of up to 1024 bytes, none acknowledged
     await conn.until(() => conn.received.filter((m) => m.payloadType === PayloadType.Output).length >= 10);
@@ -154,6 +186,7 @@ describe("data channel drops and closes", () => {
     expect(resumes).toHaveLength(1);
     expect(reopened.ClientId).toBe(conn.open!.ClientId);
     expect(reopened.TokenValue).toBe("token-resumed-1");
+    expect(logs.filter((m) => /^data channel resumed after \d+ ms$/.test(m))).toHaveLength(1);
     await second.until(() => second.outputBytes().length >= payload.length);
     expect(second.outputBytes().equals(payload)).toBe(true);
     const firstSeqs = conn.received.filter((m) => m.payloadType === PayloadType.Output).map((m) => m.sequenceNumber);
