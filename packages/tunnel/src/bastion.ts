@@ -14,6 +14,8 @@ const AVOID_MS = 5 * 60_000;
 export class BastionResolver {
   private currentId: string | undefined;
   private readonly failedAt = new Map<string, number>();
+  /** Agent versions seen by the last tag lookup, used once by agentVersion() instead of asking again. */
+  private readonly seenAgents = new Map<string, string | undefined>();
 
   constructor(
     readonly config: BastionConfig,
@@ -37,6 +39,7 @@ export class BastionResolver {
     if ("instanceId" in this.config) return this.config.instanceId;
     const { key, value } = this.config.tag;
     const found = await this.api.describeInstances([{ Key: `tag:${key}`, Values: [value] }, { Key: "PingStatus", Values: ["Online"] }], signal);
+    for (const i of found) this.seenAgents.set(i.instanceId, i.agentVersion);
     const online = found.filter((i) => i.online).map((i) => i.instanceId);
     if (online.length === 0) {
       throw tunnelError({
@@ -49,6 +52,17 @@ export class BastionResolver {
     const pick = healthy.includes(this.currentId ?? "") ? this.currentId! : (healthy[0] ?? online[0]!);
     this.currentId = pick;
     return pick;
+  }
+
+  /** The SSM agent version the instance reports (DescribeInstanceInformation's AgentVersion). */
+  async agentVersion(instanceId: string, signal?: AbortSignal): Promise<string | undefined> {
+    if (this.seenAgents.has(instanceId)) {
+      const seen = this.seenAgents.get(instanceId);
+      this.seenAgents.delete(instanceId);
+      return seen;
+    }
+    const [found] = await this.api.describeInstances([{ Key: "InstanceIds", Values: [instanceId] }], signal);
+    return found?.agentVersion;
   }
 
   /** A session on this instance failed in a way another bastion might not (offline, unreachable). */

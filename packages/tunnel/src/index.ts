@@ -1,6 +1,6 @@
 export { createTunnel } from "./tunnel.js";
 export type { Tunnel, TunnelDeps, TunnelStatus } from "./tunnel.js";
-export { Supervisor } from "./supervisor.js";
+export { oldAgentWarning, Supervisor } from "./supervisor.js";
 export type { BastionSource, SessionStatus, SupervisorOptions, SupervisorStatus, TunnelState } from "./supervisor.js";
 export { TunnelDialer } from "./dialer.js";
 export { BastionResolver } from "./bastion.js";

@@ -1,6 +1,6 @@
 import { EventEmitter } from "node:events";
 import { Duplex } from "node:stream";
-import { FlagValue, SmuxSession } from "@rdsd/ssm-protocol";
+import { encodeSmuxFrame, FlagValue, SmuxCommand, SmuxSession } from "@rdsd/ssm-protocol";
 import type { SmuxStream } from "@rdsd/ssm-protocol";
 import { DataChannel } from "./data-channel.js";
 import type { DataChannelEnd, DataChannelOptions, HandshakeResult } from "./data-channel.js";
@@ -71,6 +71,8 @@ export class NativeSession extends EventEmitter<TunnelSessionEvents> implements 
   private readonly congested = new Set<Duplex>();
   private readonly bufferLimit: number;
   private spent = false;
+  /** The agent reported a failed dial and no stream has reached the database since. */
+  private destinationFailing = false;
   private endedWith: { problem: TunnelProblem | undefined } | undefined;
   private closing: Promise<void> | undefined;
 
@@ -114,8 +116,23 @@ export class NativeSession extends EventEmitter<TunnelSessionEvents> implements 
     return this.channel.unacknowledgedForMs;
   }
 
+  get quietForMs(): number {
+    return this.channel.quietForMs;
+  }
+
   get available(): boolean {
     return !this.ended && !this.spent;
+  }
+
+  /**
+   * A smux NOP frame in its own input_stream_data message: the agent acknowledges the message on receipt and its
+   * multiplexer ignores the frame, so nothing reaches the database. Single-connection sessions have no framing
+   * (any byte would go to the database) and are not checked: they carry one connection and are then replaced.
+   */
+  async checkAlive(): Promise<void> {
+    if (this.endedWith) throw tunnelError(this.endedWith.problem ?? { message: `SSM session ${this.id} is closed`, fix: "rdsd opens a new session by itself" });
+    if (!this.smux) return;
+    await this.channel.checkAlive(encodeSmuxFrame(SmuxCommand.Nop, 0));
   }
 
   async openStream(): Promise<Duplex> {
@@ -149,6 +166,7 @@ export class NativeSession extends EventEmitter<TunnelSessionEvents> implements 
       message: `bastion ${this.instanceId} could not connect to ${this.options.host}:${this.options.port}`,
       fix: "check the database's security group allows the bastion, that the database is available, and the target's host and port",
     };
+    this.destinationFailing = true;
     this.emit("destination-error", problem);
     // The agent dials one stream at a time, in order: the failed one is the oldest that has received nothing.
     for (const stream of this.streams) {
@@ -157,6 +175,13 @@ export class NativeSession extends EventEmitter<TunnelSessionEvents> implements 
         break;
       }
     }
+  }
+
+  /** A stream got its first bytes from the database: a destination error before it is over. */
+  private reached(): void {
+    if (!this.destinationFailing) return;
+    this.destinationFailing = false;
+    this.emit("destination-ok");
   }
 
   private onChannelEnd(reason: DataChannelEnd): void {
@@ -185,6 +210,7 @@ export class NativeSession extends EventEmitter<TunnelSessionEvents> implements 
     stream.push = (chunk: unknown, encoding?: BufferEncoding) => {
       const ok = push(chunk, encoding);
       if (chunk !== null) {
+        if (!marked.receivedAny) this.reached();
         marked.receivedAny = true;
         if (!ok && stream.readableLength >= this.bufferLimit) this.congest(stream);
       }
@@ -236,6 +262,7 @@ export class NativeSession extends EventEmitter<TunnelSessionEvents> implements 
     });
     const marked = stream as Duplex & { receivedAny?: boolean };
     const onData = (payload: Buffer) => {
+      if (!marked.receivedAny) this.reached();
       marked.receivedAny = true;
       if (!stream.push(payload) && stream.readableLength >= this.bufferLimit) this.congest(stream);
     };

@@ -106,6 +106,8 @@ export class PluginSession extends EventEmitter<TunnelSessionEvents> implements 
   private endedWith: { problem: TunnelProblem | undefined } | undefined;
   private closing: Promise<void> | undefined;
   private readonly exited: Promise<void>;
+  /** The plugin reported a failed dial and no connection has carried bytes back since. */
+  private destinationFailing = false;
 
   private constructor(
     private readonly options: SpawnOptions,
@@ -204,6 +206,7 @@ export class PluginSession extends EventEmitter<TunnelSessionEvents> implements 
 
   private handleLine(line: PluginLine): void {
     if (line.kind === "destination-failed") {
+      this.destinationFailing = true;
       this.emit("destination-error", {
         message: `bastion ${this.instanceId} could not connect to ${this.options.host}:${this.options.port}`,
         fix: "check the database's security group allows the bastion, that the database is available, and the target's host and port",
@@ -238,7 +241,14 @@ export class PluginSession extends EventEmitter<TunnelSessionEvents> implements 
         signal?.removeEventListener("abort", onAbort);
         socket.removeAllListeners("error");
         this.sockets.add(socket);
-        socket.once("close", () => this.sockets.delete(socket));
+        socket.once("close", () => {
+          this.sockets.delete(socket);
+          // The plugin's port hides the dial: a connection that carried bytes back reached the database.
+          if (socket.bytesRead > 0 && this.destinationFailing) {
+            this.destinationFailing = false;
+            this.emit("destination-ok");
+          }
+        });
         resolve(socket);
       });
       socket.once("error", (err) => {

@@ -8,6 +8,8 @@ export interface TunnelSessionEvents {
   end: [TunnelProblem | undefined];
   /** The bastion could not reach the database (the agent's ConnectToPortError, or the plugin's message). */
   "destination-error": [TunnelProblem];
+  /** After a destination error: a stream reached the database again (it answered). */
+  "destination-ok": [];
 }
 
 /**
@@ -31,6 +33,14 @@ export interface TunnelSession extends EventEmitter<TunnelSessionEvents> {
    * carries nothing (a black hole) shows here within seconds, long before a periodic probe would find it.
    */
   readonly unacknowledgedForMs?: number;
+  /** How long the far side has sent nothing (drivers that can tell: native). */
+  readonly quietForMs?: number;
+  /**
+   * Checks the path to the bastion's agent without touching the database (native: a smux NOP the agent
+   * acknowledges). Rejects with a ProxyError when the path is dead. Drivers that cannot do this leave it out
+   * and are probed end to end through the database instead.
+   */
+  checkAlive?(): Promise<void>;
   /** Opens a byte stream to host:port. Rejects with a ProxyError. */
   openStream(signal?: AbortSignal): Promise<Duplex>;
   /** Ends the session here and on AWS (TerminateSession). Open streams are destroyed. */

@@ -1,5 +1,6 @@
 import { EventEmitter } from "node:events";
 import type { Duplex } from "node:stream";
+import { agentSupportsMultiplexing } from "@rdsd/ssm-protocol";
 import { Backoff } from "./backoff.js";
 import type { BackoffOptions } from "./backoff.js";
 import { systemClock } from "./clock.js";
@@ -20,6 +21,8 @@ export interface BastionSource {
   markFailed(instanceId: string): void;
   readonly current: string | undefined;
   describe(): string;
+  /** The SSM agent version the instance reports (DescribeInstanceInformation); undefined when unknown. */
+  agentVersion?(instanceId: string, signal?: AbortSignal): Promise<string | undefined>;
 }
 
 export interface SupervisorOptions {
@@ -37,10 +40,18 @@ export interface SupervisorOptions {
   clock?: Clock;
   logger?: TunnelLogger;
   backoff?: BackoffOptions;
-  /** Probe every session this often (default 30 s). */
+  /**
+   * Check a session whose agent has sent nothing for this long (default 10 s), without the database: the native
+   * driver's smux NOP, which the agent acknowledges. Checks run on the clock beat (wakeCheckIntervalMs).
+   */
+  livenessIntervalMs?: number;
+  /**
+   * End-to-end probe through the database (SSLRequest, TLS, close_notify) this often, for drivers that cannot
+   * check liveness otherwise (the plugin driver; default 2 min). Native sessions are probed this way once, when new.
+   */
   probeIntervalMs?: number;
   probeTimeoutMs?: number;
-  /** Probe each new session before handing it out (default true). */
+  /** Probe each new session through the database before handing it out (default true). */
   probeOnOpen?: boolean;
   /** Replace sessions this old, before AWS's limits end them (default 50 min); the old one drains. */
   sessionMaxAgeMs?: number;
@@ -50,13 +61,16 @@ export interface SupervisorOptions {
   openTimeoutMs?: number;
   /** Consecutive failed opens before the state is "failed" (default 3). */
   failAfter?: number;
-  /** How often the clock is checked for jumps (default 5 s); a gap over wakeThresholdMs means the machine slept. */
+  /**
+   * The supervisor's one timer (default 5 s): checks the clock for jumps (a gap over wakeThresholdMs means the
+   * machine slept), and runs the liveness checks and probes that are due.
+   */
   wakeCheckIntervalMs?: number;
   wakeThresholdMs?: number;
   /**
-   * Probe a session at once (at the next clock check) when data sent on it has had no acknowledgement for this
-   * long (default 5 s; the agent acknowledges in milliseconds). A black-holed session is found in seconds instead
-   * of at the next periodic probe or the data channel's own 20 s stall limit.
+   * Check a session at once (at the next beat) when data sent on it has had no acknowledgement for this long
+   * (default 5 s; the agent acknowledges in milliseconds). A black-holed session is found in seconds instead of at
+   * the data channel's own 20 s stall limit.
    */
   stallProbeMs?: number;
 }
@@ -86,6 +100,8 @@ export interface SupervisorStatus {
   connections: number;
   lastError: TunnelProblem | null;
   consecutiveFailures: number;
+  /** Conditions that keep the tunnel "degraded" while it works (an SSM agent too old to multiplex). */
+  warnings: TunnelProblem[];
 }
 
 interface Slot {
@@ -94,13 +110,15 @@ interface Slot {
   openedAt: number;
   opening: AbortController | undefined;
   retryTimer: TimerHandle | undefined;
-  probeTimer: TimerHandle | undefined;
   ageTimer: TimerHandle | undefined;
   backoff: Backoff;
-  lastReplacedForDestination: number;
+  /** When the session was last probed through the database (drivers without checkAlive). */
+  lastProbeAt: number;
+  /** The bastion could not reach the database on the last try; the session stays for the next client. */
+  destinationProblem: TunnelProblem | undefined;
+  /** The session works, with a limit the user should fix (an old SSM agent). */
+  warning: TunnelProblem | undefined;
 }
-
-const MIN_DESTINATION_REPLACE_INTERVAL_MS = 60_000;
 
 /**
  * Owns the sessions of one target: opens them, probes them, replaces them (before known limits,
@@ -127,8 +145,8 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
   private failureSerial = 0;
   private idleTimer: TimerHandle | undefined;
   private wakeTimer: TimerHandle | undefined;
-  /** Slots with a probe in flight: one probe per session at a time. */
-  private readonly probing = new Set<Slot>();
+  /** Slots with a check in flight (liveness or probe): one per session at a time; a client after a wake waits for it. */
+  private readonly checking = new Map<Slot, Promise<void>>();
   /** When each slot was last probed for a stall: a session that passes keeps its stall without a probe per beat. */
   private readonly stallProbedAt = new Map<Slot, number>();
   private lastBeat = 0;
@@ -145,10 +163,11 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
       openedAt: 0,
       opening: undefined,
       retryTimer: undefined,
-      probeTimer: undefined,
       ageTimer: undefined,
       backoff: new Backoff(options.backoff),
-      lastReplacedForDestination: -Infinity,
+      lastProbeAt: 0,
+      destinationProblem: undefined,
+      warning: undefined,
     }));
   }
 
@@ -206,7 +225,14 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
       connections: this.streams.size,
       lastError: this.lastError,
       consecutiveFailures: this.failures,
+      warnings: this.warnings(),
     };
+  }
+
+  private warnings(): TunnelProblem[] {
+    const out = new Map<string, TunnelProblem>();
+    for (const slot of this.slots) if (slot.session && slot.warning) out.set(slot.warning.message, slot.warning);
+    return [...out.values()];
   }
 
   /**
@@ -218,6 +244,8 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
     this.clock.clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
     if (!this.active) this.activate();
+    // After a sleep the sessions are checked before anyone uses them (the beat may not have run yet).
+    this.noticeWake();
     const deadline = this.clock.now() + waitMs;
     const serialAtStart = this.failureSerial;
     this.kickRetries();
@@ -225,6 +253,13 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
       if (signal.aborted) throw tunnelError({ message: "the connection was abandoned while waiting for the tunnel", fix: "" });
       if (this.stopped) throw tunnelError({ message: `the tunnel for ${this.options.name} was stopped`, fix: "start rdsd (or the target) again" });
       const pick = this.pick();
+      const checking = pick && this.checking.get(pick.slot);
+      if (checking) {
+        // A check is deciding whether this session is alive (after a wake, say): wait for it rather than for a
+        // dead websocket to time out under the client.
+        await Promise.race([checking, new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }))]);
+        continue;
+      }
       if (pick) {
         // Count the connection on its session before waiting, so concurrent dials spread out.
         this.load.set(pick.session, (this.load.get(pick.session) ?? 0) + 1);
@@ -303,11 +338,16 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
     const timer = this.clock.setTimeout(() => controller.abort(), timeoutMs);
     let instanceId: string | undefined;
     let session: TunnelSession | undefined;
+    let destination: TunnelProblem | undefined;
+    let warning: TunnelProblem | undefined;
     try {
       instanceId = await this.options.bastion.resolve(controller.signal);
+      const agentCheck = this.agentWarning(instanceId, controller.signal);
       session = await this.options.factory.open(instanceId, controller.signal);
       if (controller.signal.aborted) throw new Error("cancelled");
-      if (this.options.probeOnOpen !== false && !session.singleUse) await probeSession(session, this.options.probeTimeoutMs ?? 8_000, this.options.host);
+      // The one time a native session dials the database on its own: proof the whole path works before clients use it.
+      if (this.options.probeOnOpen !== false && !session.singleUse) destination = await this.probeThroughDatabase(session);
+      warning = await agentCheck;
     } catch (err) {
       this.clock.clearTimeout(timer);
       if (session) await session.close().catch(() => {});
@@ -330,16 +370,52 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
     slot.opening = undefined;
     const old = replacing ? this.clearSlot(slot) : undefined;
     if (old) this.drain(old);
-    this.install(slot, session);
+    this.install(slot, session, destination, warning);
   }
 
-  private install(slot: Slot, session: TunnelSession): void {
+  /**
+   * Probes through the database. A bastion that cannot reach the database is not the session's fault: that comes
+   * back as the problem (the session stays); anything else (no answer: a dead path) rejects.
+   */
+  private async probeThroughDatabase(session: TunnelSession): Promise<TunnelProblem | undefined> {
+    let destination: TunnelProblem | undefined;
+    const onDestination = (problem: TunnelProblem) => (destination = problem);
+    session.on("destination-error", onDestination);
+    try {
+      await probeSession(session, this.options.probeTimeoutMs ?? 8_000, this.options.host);
+      return undefined;
+    } catch (err) {
+      if (destination) return destination;
+      throw err;
+    } finally {
+      session.off("destination-error", onDestination);
+    }
+  }
+
+  /** The bastion's SSM agent, when too old to multiplex, as a warning with the fix; never rejects. */
+  private async agentWarning(instanceId: string, signal: AbortSignal): Promise<TunnelProblem | undefined> {
+    const version = await this.options.bastion.agentVersion?.(instanceId, signal).catch((err: Error) => {
+      this.logger.debug("could not read the bastion's SSM agent version", { target: this.options.name, instance: instanceId, error: err.message });
+      return undefined;
+    });
+    return version === undefined ? undefined : oldAgentWarning(instanceId, version);
+  }
+
+  private install(slot: Slot, session: TunnelSession, destination?: TunnelProblem, warning?: TunnelProblem): void {
     slot.session = session;
     slot.openedAt = this.clock.now();
+    slot.lastProbeAt = this.clock.now();
+    slot.destinationProblem = destination;
+    slot.warning = warning;
     slot.backoff.reset();
     this.failures = 0;
     this.everReady = true;
     this.logger.info("tunnel session ready", { target: this.options.name, session: session.id, instance: session.instanceId, slot: slot.index });
+    if (warning) this.logger.warn(warning.message, { target: this.options.name, fix: warning.fix });
+    if (destination) {
+      this.lastError = destination;
+      this.logger.warn("the bastion cannot reach the database; keeping the session for the next client", { target: this.options.name, session: session.id, error: destination.message });
+    }
     session.on("end", (problem) => {
       if (slot.session !== session) return;
       this.clearSlot(slot);
@@ -352,17 +428,21 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
       else this.fill(slot);
       this.updateState();
     });
+    // ConnectToPortError is per stream: that client got the error with its fix; the session itself is fine and
+    // stays for the next one (a new session would only add StartSession calls while the database is unreachable).
     session.on("destination-error", (problem) => {
+      if (slot.session !== session) return;
+      slot.destinationProblem = problem;
       this.lastError = problem;
-      // The agent resolved the database name once, at StartSession: after a failover only a new session sees the new address.
-      const now = this.clock.now();
-      if (slot.session === session && now - slot.lastReplacedForDestination > MIN_DESTINATION_REPLACE_INTERVAL_MS) {
-        slot.lastReplacedForDestination = now;
-        this.fill(slot, true);
-      }
       this.updateState();
     });
-    this.scheduleProbe(slot);
+    session.on("destination-ok", () => {
+      if (slot.session !== session || !slot.destinationProblem) return;
+      if (this.lastError === slot.destinationProblem) this.lastError = null;
+      slot.destinationProblem = undefined;
+      this.logger.info("the bastion reaches the database again", { target: this.options.name, session: session.id });
+      this.updateState();
+    });
     const maxAge = this.options.sessionMaxAgeMs ?? 50 * 60_000;
     slot.ageTimer = this.clock.setTimeout(() => {
       if (slot.session === session) this.fill(slot, true);
@@ -374,9 +454,9 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
   private clearSlot(slot: Slot): TunnelSession | undefined {
     const session = slot.session;
     slot.session = undefined;
-    this.clock.clearTimeout(slot.probeTimer);
+    slot.destinationProblem = undefined;
+    slot.warning = undefined;
     this.clock.clearTimeout(slot.ageTimer);
-    slot.probeTimer = undefined;
     slot.ageTimer = undefined;
     return session;
   }
@@ -470,80 +550,104 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
     else this.load.delete(session);
   }
 
-  // ---- probes and sleep detection ----
+  // ---- liveness, probes and sleep detection ----
 
-  private scheduleProbe(slot: Slot): void {
-    this.clock.clearTimeout(slot.probeTimer);
-    slot.probeTimer = this.clock.setTimeout(() => void this.probe(slot), this.options.probeIntervalMs ?? 30_000);
-  }
-
-  private async probe(slot: Slot): Promise<void> {
+  /**
+   * Checks one session now: its driver's liveness check (no database), or for drivers without one an end-to-end
+   * probe through the database. A dead session is replaced. Resolves when the check is over, whatever the outcome.
+   */
+  private check(slot: Slot): Promise<void> {
+    const existing = this.checking.get(slot);
+    if (existing) return existing;
     const session = slot.session;
-    if (!session) return;
-    slot.probeTimer = undefined;
-    if (session.singleUse) return; // a probe would use up its one connection; its connection gets a fresh session anyway
-    if (this.probing.has(slot)) return;
-    this.probing.add(slot);
-    try {
-      await probeSession(session, this.options.probeTimeoutMs ?? 8_000, this.options.host);
-      if (slot.session === session) this.scheduleProbe(slot);
-    } catch (err) {
-      if (slot.session !== session) return;
-      const problem = problemOf(err, "probe");
-      this.logger.warn("tunnel probe failed; replacing the session", { target: this.options.name, session: session.id, error: problem.message });
-      this.lastError = problem;
-      this.clearSlot(slot);
-      this.closeLater(session);
-      this.fill(slot);
-      this.updateState();
-    } finally {
-      this.probing.delete(slot);
-    }
+    // A single-use session's one connection would be spent on a probe; its connection gets a fresh session anyway.
+    if (!session || session.singleUse) return Promise.resolve();
+    const run = async () => {
+      try {
+        if (session.checkAlive) {
+          await session.checkAlive();
+        } else {
+          slot.lastProbeAt = this.clock.now();
+          const destination = await this.probeThroughDatabase(session);
+          if (destination && slot.session === session && !slot.destinationProblem) {
+            slot.destinationProblem = destination;
+            this.lastError = destination;
+            this.updateState();
+          }
+        }
+      } catch (err) {
+        if (slot.session !== session) return;
+        const problem = problemOf(err, "probe");
+        this.logger.warn("tunnel session failed its check; replacing it", { target: this.options.name, session: session.id, error: problem.message });
+        this.lastError = problem;
+        this.clearSlot(slot);
+        this.closeLater(session);
+        this.fill(slot);
+        this.updateState();
+      }
+    };
+    const p = run().finally(() => this.checking.delete(slot));
+    this.checking.set(slot, p);
+    return p;
   }
 
-  /** Probes sessions whose sent data has gone unacknowledged for stallProbeMs. */
-  private probeStalled(): void {
-    const limit = this.options.stallProbeMs ?? 5_000;
+  /** On each beat: sessions whose sent data waits for an acknowledgement, that have gone quiet, or are due a probe. */
+  private checkDue(): void {
+    const stallLimit = this.options.stallProbeMs ?? 5_000;
+    const quietLimit = this.options.livenessIntervalMs ?? 10_000;
+    const probeEvery = this.options.probeIntervalMs ?? 120_000;
+    const now = this.clock.now();
     for (const slot of this.slots) {
       const session = slot.session;
-      if (!session || session.singleUse || this.probing.has(slot)) continue;
+      if (!session || session.singleUse || this.checking.has(slot)) continue;
       const waited = session.unacknowledgedForMs ?? 0;
-      if (waited < limit) continue;
-      const last = this.stallProbedAt.get(slot);
-      if (last !== undefined && this.clock.now() - last < waited) continue; // already probed during this stall
-      this.stallProbedAt.set(slot, this.clock.now());
-      this.logger.info("no acknowledgement on the session; probing it now", { target: this.options.name, session: session.id, waitedMs: waited });
-      this.clock.clearTimeout(slot.probeTimer);
-      void this.probe(slot);
+      if (waited >= stallLimit) {
+        const last = this.stallProbedAt.get(slot);
+        if (last === undefined || now - last >= waited) {
+          // Not yet checked during this stall.
+          this.stallProbedAt.set(slot, now);
+          this.logger.info("no acknowledgement on the session; checking it now", { target: this.options.name, session: session.id, waitedMs: waited });
+          void this.check(slot);
+          continue;
+        }
+      }
+      const due = session.checkAlive ? (session.quietForMs ?? 0) >= quietLimit : now - slot.lastProbeAt >= probeEvery;
+      if (due) void this.check(slot);
     }
   }
 
-  /** Probes every session now (after the machine slept, say). */
-  probeAll(): void {
-    for (const slot of this.slots) {
-      if (slot.session && !slot.session.singleUse) {
-        this.clock.clearTimeout(slot.probeTimer);
-        void this.probe(slot);
-      }
-    }
+  /** Checks every session now (after the machine slept, say). */
+  checkAll(): void {
+    for (const slot of this.slots) void this.check(slot);
   }
 
   private startWakeWatch(): void {
-    const interval = this.options.wakeCheckIntervalMs ?? 5_000;
-    const threshold = this.options.wakeThresholdMs ?? 15_000;
     this.lastBeat = this.clock.now();
-    const beat = () => {
-      const now = this.clock.now();
-      if (now - this.lastBeat > interval + threshold) {
-        this.logger.info("clock jumped (the machine slept?); probing sessions", { target: this.options.name, gapMs: now - this.lastBeat });
-        this.probeAll();
-      } else {
-        this.probeStalled();
-      }
-      this.lastBeat = now;
-      if (!this.stopped) this.wakeTimer = this.clock.setTimeout(beat, interval);
-    };
-    this.wakeTimer = this.clock.setTimeout(beat, interval);
+    this.wakeTimer = this.clock.setTimeout(() => this.beat(), this.options.wakeCheckIntervalMs ?? 5_000);
+  }
+
+  private beat(): void {
+    const interval = this.options.wakeCheckIntervalMs ?? 5_000;
+    const now = this.clock.now();
+    this.clock.clearTimeout(this.wakeTimer);
+    this.wakeTimer = undefined;
+    if (this.slept(now)) {
+      this.logger.info("clock jumped (the machine slept?); checking sessions", { target: this.options.name, gapMs: now - this.lastBeat });
+      this.checkAll();
+    } else {
+      this.checkDue();
+    }
+    this.lastBeat = now;
+    if (!this.stopped) this.wakeTimer = this.clock.setTimeout(() => this.beat(), interval);
+  }
+
+  private slept(now: number): boolean {
+    return now - this.lastBeat > (this.options.wakeCheckIntervalMs ?? 5_000) + (this.options.wakeThresholdMs ?? 15_000);
+  }
+
+  /** A client arrived: if the machine slept since the last beat, run the beat now so its sessions get checked first. */
+  private noticeWake(): void {
+    if (!this.stopped && this.slept(this.clock.now())) this.beat();
   }
 
   // ---- state ----
@@ -563,7 +667,8 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
   private computeState(): TunnelState {
     if (this.stopped || !this.active) return "idle";
     const up = this.slots.filter((s) => s.session && !s.session.ended).length;
-    if (up === this.slots.length) return "ready";
+    const impaired = this.slots.some((s) => s.session && (s.destinationProblem || s.warning));
+    if (up === this.slots.length && !impaired) return "ready";
     if (up > 0) return "degraded";
     if (this.failures >= (this.options.failAfter ?? 3)) return "failed";
     return this.everReady ? "reconnecting" : "connecting";
@@ -582,4 +687,13 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
       signal.addEventListener("abort", done, { once: true });
     });
   }
+}
+
+/** Agents at or below 3.0.196.0 do not multiplex: one connection per session, and tools that open several break. */
+export function oldAgentWarning(instanceId: string, agentVersion: string): TunnelProblem | undefined {
+  if (agentSupportsMultiplexing(agentVersion)) return undefined;
+  return {
+    message: `the SSM agent on ${instanceId} is version ${agentVersion}, too old to multiplex (3.0.196.0 or older): every connection needs its own session, and tools that open several connections at once break`,
+    fix: `update the SSM agent on ${instanceId} (\`aws ssm send-command --document-name AWS-UpdateSSMAgent --targets Key=InstanceIds,Values=${instanceId}\`)`,
+  };
 }

@@ -165,6 +165,7 @@ class DirectTunnel extends EventEmitter<{ state: [TunnelStatus] }> implements Tu
       connections: 0,
       lastError: null,
       consecutiveFailures: 0,
+      warnings: [],
     };
   }
 }

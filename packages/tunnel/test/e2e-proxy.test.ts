@@ -54,7 +54,8 @@ async function world(driver: "native" | "plugin", emulatorOptions: Parameters<ty
   const emulator = await startEmulator({ pacing: false, hostMap: [`${RDS_HOST}=127.0.0.1:${pgServer.port}`], ...emulatorOptions });
   const tunnel = tunnelFor(emulator, target({ tunnel: { driver } }));
   tunnel.start();
-  await waitForState(tunnel, "ready", 20_000);
+  // An old agent works, degraded by its warning.
+  await waitForState(tunnel, (s) => s.state === "ready" || (s.state === "degraded" && s.warnings.length > 0), 20_000);
   const proxy = new TargetProxy({
     name: "orders-dev",
     listen: [{ host: "127.0.0.1", port: 0 }],
@@ -128,6 +129,12 @@ describe("Postgres end to end through the native driver", () => {
       expect(sessions.every((s) => s.mode === "single" || s.mode === null)).toBe(true);
       // Each connection used its own session, and used sessions were terminated.
       expect(sessions.filter((s) => s.mode === "single").length).toBeGreaterThanOrEqual(3);
+      // It works, but GUIs that open several connections would not: status says so, with the fix.
+      const status = w.tunnel.status();
+      expect(status.state).toBe("degraded");
+      expect(status.warnings).toHaveLength(1);
+      expect(status.warnings[0]!.message).toContain("the SSM agent on i-0e1d2c3b4a5968778 is version 3.0.100.0, too old to multiplex");
+      expect(status.warnings[0]!.fix).toContain("update the SSM agent on i-0e1d2c3b4a5968778");
     } finally {
       await w.close();
     }

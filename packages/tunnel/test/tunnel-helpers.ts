@@ -26,7 +26,7 @@ export function target(overrides: Partial<Omit<TargetConfig, "tunnel">> & { tunn
 
 /** Fast timings so faults are found within a test's time. */
 export const FAST: Pick<TunnelDeps, "supervisor" | "channel" | "dialWaitMs"> = {
-  supervisor: { probeIntervalMs: 300, probeTimeoutMs: 1_000, backoff: { initialMs: 50, maxMs: 500 }, openTimeoutMs: 5_000 },
+  supervisor: { livenessIntervalMs: 300, wakeCheckIntervalMs: 100, probeTimeoutMs: 1_000, backoff: { initialMs: 50, maxMs: 500 }, openTimeoutMs: 5_000 },
   channel: { ackStallTimeoutMs: 1_000, resumeTimeoutMs: 3_000 },
   dialWaitMs: 10_000,
 };

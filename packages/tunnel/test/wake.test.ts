@@ -47,7 +47,7 @@ it("a clock jump (the machine slept) probes at once and replaces a dead session"
     factory: new NativeDriver({ api, host: RDS_HOST, port: 5432, clientId: randomUuid() }),
     bastion: new BastionResolver({ instanceId: emulator.instances()[0]!.instanceId }, api, clock),
     clock,
-    probeIntervalMs: 3_600_000, // periodic probes would not come for an hour of manual time
+    livenessIntervalMs: 3_600_000, // quiet-session checks would not come for an hour of manual time
     probeTimeoutMs: 300,
     wakeCheckIntervalMs: 5_000,
     wakeThresholdMs: 15_000,
@@ -73,3 +73,40 @@ it("a clock jump (the machine slept) probes at once and replaces a dead session"
   expect(emulator.sessions({ active: true })).toEqual([]);
   api.destroy();
 });
+
+it("the first client after a sleep waits for the session check (milliseconds, or a new session), not for a dead websocket", async () => {
+  const api = apiFor(emulator);
+  const clock = new ManualClock(Date.now());
+  const supervisor = new Supervisor({
+    name: "orders-dev",
+    host: RDS_HOST,
+    port: 5432,
+    mode: "eager",
+    idleTimeoutMs: 600_000,
+    sessions: 1,
+    factory: new NativeDriver({ api, host: RDS_HOST, port: 5432, clientId: randomUuid() }),
+    bastion: new BastionResolver({ instanceId: emulator.instances()[0]!.instanceId }, api, clock),
+    clock,
+    livenessIntervalMs: 3_600_000, // no quiet-session check would come on its own
+    wakeCheckIntervalMs: 5_000,
+    wakeThresholdMs: 15_000,
+  });
+  try {
+    supervisor.start();
+    const first = await nextState(supervisor, (s) => s.state === "ready");
+    const id = first.sessionIds[0]!;
+    // The network changed while the lid was shut: the old session carries nothing any more.
+    emulator.setFaults({ sessionId: id }, { blackHole: true });
+    clock.sleep(60_000); // the beat has not run since: only the client's arrival can notice the gap
+    const stream = await supervisor.acquire(AbortSignal.timeout(15_000));
+    expect(supervisor.status().sessionIds).not.toContain(id);
+    const answer = new Promise<string>((resolve) => stream.once("data", (b: Buffer) => resolve(b.toString("latin1"))));
+    stream.write(Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]));
+    expect(await answer).toBe("S");
+    stream.destroy();
+    await emulator.waitForSession((s) => s.sessionId === id && s.state === "Terminated");
+  } finally {
+    await supervisor.stop();
+    api.destroy();
+  }
+}, 30_000);
