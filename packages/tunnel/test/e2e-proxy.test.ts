@@ -119,6 +119,26 @@ describe("Postgres end to end through the native driver", () => {
     }
   }, 60_000);
 
+  it("a new session's probe through the database leaves nothing in PostgreSQL's log (TLS closed with close_notify)", async () => {
+    const complaints = /could not accept SSL connection|incomplete startup packet|could not receive data from client|unexpected EOF/;
+    const logBefore = (await pgServer.logText()).length;
+    const w = await world("native");
+    try {
+      expect(w.emulator.sessions()).toHaveLength(1); // probed once, when new
+      const afterProbe = (await pgServer.logText()).slice(logBefore);
+      expect(afterProbe).not.toMatch(complaints);
+      // The check can see a complaint: SSLRequest answered, then the connection dropped, as the old probe did.
+      const rude = await w.tunnel.dialer.dial(AbortSignal.timeout(10_000));
+      const answered = new Promise((resolve) => rude.once("data", resolve));
+      rude.write(Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]));
+      await answered;
+      rude.destroy();
+      await vi.waitFor(async () => expect((await pgServer.logText()).slice(logBefore)).toMatch(complaints), { timeout: 10_000, interval: 100 });
+    } finally {
+      await w.close();
+    }
+  }, 60_000);
+
   it("old agents: single-connection mode, one session per connection", async () => {
     const w = await world("native", { agentVersion: "3.0.100.0" });
     try {
