@@ -3,7 +3,8 @@ import type { ConfigDiff, RdsdConfig } from "./types.js";
 
 /**
  * Compares two configs target by target (by name, on the fully resolved settings), for a
- * reload that touches only what changed. A change to `aws` changes every kept target.
+ * reload that touches only what changed. Each target's resolved `aws` is part of it, so a change to the top-level
+ * `aws` section changes exactly the targets that inherit it.
  */
 export function diffConfigs(previous: RdsdConfig, next: RdsdConfig): ConfigDiff {
   const before = new Map(previous.targets.map((target) => [target.name, target]));
@@ -13,7 +14,7 @@ export function diffConfigs(previous: RdsdConfig, next: RdsdConfig): ConfigDiff 
   for (const target of next.targets) {
     const old = before.get(target.name);
     if (old === undefined) diff.added.push(target.name);
-    else if (awsChanged || !isDeepStrictEqual(old, target)) diff.changed.push(target.name);
+    else if (!isDeepStrictEqual(old, target)) diff.changed.push(target.name);
     else diff.unchanged.push(target.name);
   }
   for (const target of previous.targets) {

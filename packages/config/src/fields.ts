@@ -5,8 +5,14 @@ import { isMap, isScalar } from "yaml";
 import { isHostname, splitHostPort } from "./addresses.js";
 import { parseDuration } from "./duration.js";
 import { resolveConfigRelativePath, type PathBase } from "./paths.js";
+import { isValidRegionName } from "./aws-names.js";
 import type { AuthConfig, AwsSettings, BastionConfig, PasswordSource } from "./types.js";
-import type { Entry, YamlReader } from "./yaml-reader.js";
+import type { Entry, ValueNode, YamlReader } from "./yaml-reader.js";
+
+/** What one `aws` section says, and where its region was written (to point at when it is wrong for a host). */
+export interface AwsLayer extends AwsSettings {
+  regionAt?: { node: ValueNode; path: string };
+}
 
 /** A file path value: "~" expanded, relative paths anchored at the config file's directory. */
 export function readPath(reader: YamlReader, entry: Entry, base: PathBase, expected: string): string | undefined {
@@ -35,12 +41,10 @@ export function readPort(reader: YamlReader, entry: Entry): number | undefined {
   return reader.integer(entry, 1, 65535, "a port 1-65535");
 }
 
-const REGION = /^[a-z]{2}(-[a-z]+)+-\d+$/;
-
-/** The `aws` section: profile and region, both optional. */
-export function readAws(reader: YamlReader, entry: Entry): AwsSettings {
+/** The `aws` section (top level, `defaults` or a target): profile and region, both optional. */
+export function readAws(reader: YamlReader, entry: Entry): AwsLayer {
   const view = reader.map(entry.value, entry.path, { known: ["profile", "region"] }, "a mapping with profile and/or region", entry.keyNode);
-  const aws: AwsSettings = {};
+  const aws: AwsLayer = {};
   if (view === undefined) return aws;
   const profile = view.entries.get("profile");
   if (profile !== undefined) {
@@ -50,10 +54,11 @@ export function readAws(reader: YamlReader, entry: Entry): AwsSettings {
   const region = view.entries.get("region");
   if (region !== undefined) {
     const value = reader.text(region, "an AWS region such as eu-west-2");
-    if (value !== undefined && !REGION.test(value)) {
+    if (value !== undefined && !isValidRegionName(value)) {
       reader.report(region.value, region.path, `expected an AWS region such as eu-west-2, got ${JSON.stringify(value)}`);
     } else if (value !== undefined) {
       aws.region = value;
+      aws.regionAt = { node: region.value, path: region.path };
     }
   }
   return aws;

@@ -19,4 +19,5 @@ export { loadConfig, resolveConfigPath, type ConfigPathSources } from "./load.js
 export { diffConfigs } from "./diff.js";
 export { parseDuration } from "./duration.js";
 export { isLoopback, joinHostPort } from "./addresses.js";
+export { isValidRegionName, regionFromRdsHostname } from "./aws-names.js";
 export { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_PLUGIN_PATH, DEFAULT_PORT } from "./target.js";

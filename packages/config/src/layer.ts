@@ -2,7 +2,7 @@
 // target. Layers keep only what was written; resolve.ts stacks target over defaults.
 
 import type { PathBase } from "./paths.js";
-import { readAuth, readBastion, readDuration, readExecutable, readHostPort, readPath, readPort } from "./fields.js";
+import { readAuth, readAws, readBastion, readDuration, readExecutable, readHostPort, readPath, readPort, type AwsLayer } from "./fields.js";
 import type { AuthConfig, BastionConfig, TunnelDriver, TunnelMode } from "./types.js";
 import type { Entry, MapView, ValueNode, YamlReader } from "./yaml-reader.js";
 
@@ -10,7 +10,7 @@ export const DRIVERS: readonly TunnelDriver[] = ["native", "plugin", "direct"];
 export const MODES: readonly TunnelMode[] = ["eager", "lazy"];
 
 /** Keys allowed both in `defaults` and in a target. */
-export const SHARED_KEYS = ["user", "port", "auth", "tls", "clientTls", "tunnel", "bastion", "allowOtherUsers", "allowNonLoopback"] as const;
+export const SHARED_KEYS = ["aws", "user", "port", "auth", "tls", "clientTls", "tunnel", "bastion", "allowOtherUsers", "allowNonLoopback"] as const;
 /** Keys allowed only in a target. */
 export const TARGET_ONLY_KEYS = ["host", "listen", "database"] as const;
 
@@ -29,6 +29,8 @@ export interface TunnelLayer {
 
 /** The shared settings one layer wrote, plus what later checks need to know about them. */
 export interface Layer {
+  /** AWS profile and region for these targets; key by key over the top-level `aws`. */
+  aws: AwsLayer;
   user?: string;
   port?: number;
   auth?: AuthConfig;
@@ -46,7 +48,7 @@ export interface Layer {
 
 /** Reads the shared keys of `view` (a target's mapping, or `defaults`). */
 export function readLayer(reader: YamlReader, view: MapView, base: PathBase, where: "defaults" | "target"): Layer {
-  const layer: Layer = { tunnel: {}, broken: new Set(), nodes: {} };
+  const layer: Layer = { aws: {}, tunnel: {}, broken: new Set(), nodes: {} };
   // Reads one key if present; marks it broken when present but unusable.
   const read = <T>(name: string, parse: (entry: Entry) => T | undefined, brokenName = name): T | undefined => {
     const entry = view.entries.get(name);
@@ -56,6 +58,8 @@ export function readLayer(reader: YamlReader, view: MapView, base: PathBase, whe
     return value;
   };
 
+  const aws = view.entries.get("aws");
+  if (aws !== undefined) layer.aws = readAws(reader, aws);
   layer.user = read("user", (e) => reader.text(e, "a database user name"));
   layer.port = read("port", (e) => readPort(reader, e));
   layer.auth = read("auth", (e) => readAuth(reader, e, base));

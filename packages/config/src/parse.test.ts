@@ -78,6 +78,7 @@ describe("parseConfig: a valid file", () => {
       ],
       user: "iam_dev",
       database: "orders",
+      aws: { profile: "dev-sso", region: "eu-west-2" },
       auth: { kind: "iam" },
       tls: { ca: "/home/u/certs/corp-ca.pem" },
       clientTls: false,
@@ -93,6 +94,7 @@ describe("parseConfig: a valid file", () => {
       port: 5433,
       listen: [{ host: "::1", port: 6433 }],
       user: "billing_ro",
+      aws: { profile: "dev-sso", region: "eu-west-2" },
       auth: { kind: "password", source: { file: "/home/u/.config/rdsd/secrets/billing.pw" } },
       tls: { ca: "rds" },
       clientTls: true,
@@ -118,6 +120,58 @@ describe("parseConfig: a valid file", () => {
     } finally {
       delete process.env["LOCAL_PG_PASSWORD"];
     }
+  });
+});
+
+describe("parseConfig: aws per target", () => {
+  const HOST_A = "orders-dev.abc123xyz.eu-west-2.rds.amazonaws.com";
+  const HOST_B = "billing-prod.def456uvw.us-east-1.rds.amazonaws.com";
+  const target = (name: string, host: string, port: number, ...extra: string[]) => [`  ${name}:`, `    host: ${host}`, `    listen: ${port}`, "    user: u", "    tunnel: { driver: direct }", ...extra];
+
+  it("stacks target over defaults over the top level, key by key", () => {
+    const config = parse(
+      yaml(
+        "aws: { profile: top, region: eu-west-2 }",
+        "defaults:",
+        "  aws: { profile: team-a }",
+        "targets:",
+        ...target("inherits", HOST_A, 7001),
+        ...target("own-profile", HOST_A, 7002, "    aws: { profile: account-a }"),
+        ...target("own-both", HOST_B, 7003, "    aws:", "      profile: account-b", "      region: us-east-1"),
+        ...target("not-rds", "db.internal.example.com", 7004, "    aws: { region: ap-south-1 }"),
+      ),
+    );
+    expect(config.aws).toEqual({ profile: "top", region: "eu-west-2" });
+    expect(config.targets.map((t) => [t.name, t.aws])).toEqual([
+      ["inherits", { profile: "team-a", region: "eu-west-2" }],
+      ["own-profile", { profile: "account-a", region: "eu-west-2" }],
+      ["own-both", { profile: "account-b", region: "us-east-1" }],
+      // not an RDS name: nothing to check the region against
+      ["not-rds", { profile: "team-a", region: "ap-south-1" }],
+    ]);
+  });
+
+  it("leaves aws empty when nothing sets it", () => {
+    expect(parse(yaml("targets:", ...target("a", HOST_A, 7001))).targets[0]?.aws).toEqual({});
+  });
+
+  it("refuses a configured region that disagrees with an RDS host, where that region was written", () => {
+    expect(errorsOf(yaml("aws: { region: eu-west-2 }", "targets:", ...target("b", HOST_B, 7001)))).toEqual([
+      `${FILE}:1:16: aws.region: target b: region eu-west-2 does not match its host ${HOST_B}, which is in us-east-1: set aws: { region: us-east-1 } on target b (or correct its host)`,
+    ]);
+    expect(errorsOf(yaml("defaults:", "  aws: { region: eu-west-2 }", "targets:", ...target("b", HOST_B, 7001, "    aws: { profile: account-b }")))).toEqual([
+      `${FILE}:2:18: defaults.aws.region: target b: region eu-west-2 does not match its host ${HOST_B}, which is in us-east-1: set aws: { region: us-east-1 } on target b (or correct its host)`,
+    ]);
+    expect(errorsOf(yaml("targets:", ...target("a", HOST_A, 7001, "    aws:", "      region: eu-west-1")))).toEqual([
+      `${FILE}:8:15: targets.a.aws.region: target a: region eu-west-1 does not match its host ${HOST_A}, which is in eu-west-2: set aws: { region: eu-west-2 } on target a (or correct its host)`,
+    ]);
+  });
+
+  it("checks a target's aws keys like the top level's", () => {
+    expect(errorsOf(yaml("targets:", ...target("a", HOST_A, 7001, "    aws: { profle: x, region: Frankfurt }")))).toEqual([
+      `${FILE}:7:12: targets.a.aws.profle: unknown key (did you mean "profile"?)`,
+      `${FILE}:7:31: targets.a.aws.region: expected an AWS region such as eu-west-2, got "Frankfurt"`,
+    ]);
   });
 });
 

@@ -1,7 +1,7 @@
 import os from "node:os";
 import path from "node:path";
 import { LineCounter, parseDocument } from "yaml";
-import { readAws } from "./fields.js";
+import { readAws, type AwsLayer } from "./fields.js";
 import { ConfigError, type ConfigIssue } from "./issues.js";
 import { readLayer, SHARED_KEYS, TARGET_ONLY_KEYS, type Layer } from "./layer.js";
 import { readTarget, type ReadTarget } from "./target.js";
@@ -52,10 +52,11 @@ function readRoot(reader: YamlReader, root: Parameters<YamlReader["map"]>[0], fi
   if (view === undefined) return undefined;
 
   const awsEntry = view.entries.get("aws");
-  const aws: AwsSettings = awsEntry === undefined ? {} : readAws(reader, awsEntry);
+  const awsLayer: AwsLayer = awsEntry === undefined ? {} : readAws(reader, awsEntry);
+  const aws: AwsSettings = settingsOf(awsLayer);
 
   const defaultsEntry = view.entries.get("defaults");
-  let defaults: Layer = { tunnel: {}, broken: new Set(), nodes: {} };
+  let defaults: Layer = { aws: {}, tunnel: {}, broken: new Set(), nodes: {} };
   if (defaultsEntry !== undefined) {
     const perTarget = Object.fromEntries(TARGET_ONLY_KEYS.map((key) => [key, `not allowed in defaults: ${key} is set per target`]));
     const defaultsView = reader.map(defaultsEntry.value, defaultsEntry.path, { known: SHARED_KEYS, misplaced: perTarget }, "a mapping of settings shared by all targets", defaultsEntry.keyNode);
@@ -69,12 +70,19 @@ function readRoot(reader: YamlReader, root: Parameters<YamlReader["map"]>[0], fi
 
   const targets: ReadTarget[] = [];
   for (const entry of targetsView.entries.values()) {
-    const target = readTarget(reader, entry, defaults, base);
+    const target = readTarget(reader, entry, { defaults, aws: awsLayer }, base);
     if (target !== undefined) targets.push(target);
   }
   checkListenConflicts(reader, targets);
   const configs = targets.flatMap((target) => (target.config === undefined ? [] : [target.config]));
   return configs.length === targets.length ? { file, aws, targets: configs } : undefined;
+}
+
+function settingsOf(layer: AwsLayer): AwsSettings {
+  const settings: AwsSettings = {};
+  if (layer.profile !== undefined) settings.profile = layer.profile;
+  if (layer.region !== undefined) settings.region = layer.region;
+  return settings;
 }
 
 /** Two targets may not listen on the same address and port (6432 covers 127.0.0.1:6432 and [::1]:6432). */

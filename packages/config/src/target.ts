@@ -2,10 +2,11 @@
 
 import { isScalar } from "yaml";
 import { LOOPBACK_ONLY, parseListen, type ListenPolicy } from "./addresses.js";
-import { readHost } from "./fields.js";
+import { regionFromRdsHostname } from "./aws-names.js";
+import { readHost, type AwsLayer } from "./fields.js";
 import { readLayer, SHARED_KEYS, TARGET_ONLY_KEYS, type Layer } from "./layer.js";
 import type { PathBase } from "./paths.js";
-import type { ListenAddress, TargetConfig, TunnelConfig } from "./types.js";
+import type { AwsSettings, ListenAddress, TargetConfig, TunnelConfig } from "./types.js";
 import type { Entry, ValueNode, YamlReader } from "./yaml-reader.js";
 
 /** Target names appear in CLI commands and URLs. */
@@ -24,8 +25,15 @@ export interface ReadTarget {
   listen?: { addresses: ListenAddress[]; node: ValueNode };
 }
 
+/** What a target inherits: the `defaults` layer and the top-level `aws` section. */
+export interface Inherited {
+  defaults: Layer;
+  aws: AwsLayer;
+}
+
 /** Reads `targets.NAME`, recording issues; undefined when it is not even a mapping. */
-export function readTarget(reader: YamlReader, entry: Entry, defaults: Layer, base: PathBase): ReadTarget | undefined {
+export function readTarget(reader: YamlReader, entry: Entry, inherited: Inherited, base: PathBase): ReadTarget | undefined {
+  const defaults = inherited.defaults;
   const nameOk = TARGET_NAME.test(entry.name);
   if (!nameOk) {
     reader.report(entry.keyNode, entry.path, `expected a target name of lowercase letters, digits, "-" and "_", starting with a letter or digit (it is used in CLI commands and URLs), got ${JSON.stringify(entry.name)}`);
@@ -61,6 +69,9 @@ export function readTarget(reader: YamlReader, entry: Entry, defaults: Layer, ba
     );
   }
 
+  const aws = mergeAws([own.aws, defaults.aws, inherited.aws]);
+  if (host !== undefined) checkRegionFitsHost(reader, entry.name, host, [own.aws, defaults.aws, inherited.aws]);
+
   const read: ReadTarget = { name: entry.name };
   if (listen !== undefined && listenEntry !== undefined) read.listen = { addresses: listen, node: listenEntry.value };
   if (!nameOk || host === undefined || listen === undefined || user === undefined) return read;
@@ -70,6 +81,7 @@ export function readTarget(reader: YamlReader, entry: Entry, defaults: Layer, ba
     port: own.port ?? defaults.port ?? DEFAULT_PORT,
     listen,
     user,
+    aws,
     auth: own.auth ?? defaults.auth ?? { kind: "iam" },
     tls: { ca: own.tlsCa ?? defaults.tlsCa ?? "rds" },
     clientTls: own.clientTls ?? defaults.clientTls ?? true,
@@ -81,6 +93,32 @@ export function readTarget(reader: YamlReader, entry: Entry, defaults: Layer, ba
   if (bastion !== undefined) config.bastion = bastion;
   read.config = config;
   return read;
+}
+
+/** Most specific first: the first layer that sets a key wins, key by key. */
+function mergeAws(layers: AwsLayer[]): AwsSettings {
+  const aws: AwsSettings = {};
+  const profile = layers.find((l) => l.profile !== undefined)?.profile;
+  const region = layers.find((l) => l.region !== undefined)?.region;
+  if (profile !== undefined) aws.profile = profile;
+  if (region !== undefined) aws.region = region;
+  return aws;
+}
+
+/**
+ * An RDS endpoint's name carries its region, and its IAM token must be signed for that region: a configured
+ * region that says otherwise is a mistake (usually a copied target), reported where that region was written.
+ */
+function checkRegionFitsHost(reader: YamlReader, target: string, host: string, layers: AwsLayer[]): void {
+  const hostRegion = regionFromRdsHostname(host);
+  const setBy = layers.find((l) => l.region !== undefined);
+  if (hostRegion === undefined || setBy?.region === undefined || setBy.region === hostRegion || setBy.regionAt === undefined) return;
+  reader.report(
+    setBy.regionAt.node,
+    setBy.regionAt.path,
+    `target ${target}: region ${setBy.region} does not match its host ${host}, which is in ${hostRegion}: ` +
+      `set aws: { region: ${hostRegion} } on target ${target} (or correct its host)`,
+  );
 }
 
 function readListen(reader: YamlReader, entry: Entry, policy: ListenPolicy): ListenAddress[] | undefined {

@@ -6,17 +6,17 @@
 export interface RdsdConfig {
   /** Absolute path of the file this configuration was read from. */
   file: string;
-  /** How to reach AWS; fields left out fall back to the AWS SDK's usual resolution. */
+  /** The top-level `aws` section (already merged into each target's `aws`). */
   aws: AwsSettings;
   /** The targets in the order they appear in the file. Names are unique. */
   targets: TargetConfig[];
 }
 
-/** AWS settings shared by all targets. */
+/** AWS identity and region: at the top level, in `defaults` and per target (the most specific wins, key by key). */
 export interface AwsSettings {
-  /** Named profile from ~/.aws/config (SSO profiles included). Unset: $AWS_PROFILE, then "default". */
+  /** Named profile from the shared config files (SSO, role, credential_process...). Unset: $AWS_PROFILE, then "default". */
   profile?: string;
-  /** Region such as "eu-west-2". Unset: $AWS_REGION, then the profile's region. */
+  /** Region such as "eu-west-2" for SSM calls. Unset: the profile's region, then $AWS_REGION. IAM tokens are signed for an RDS host's own region. */
   region?: string;
 }
 
@@ -101,6 +101,8 @@ export interface TargetConfig {
   user: string;
   /** Database used when the client names none; unset lets the client's choice (or the user name) stand. */
   database?: string;
+  /** The AWS profile and region for this target's SSM calls and IAM tokens (target over defaults over top level). */
+  aws: AwsSettings;
   /** How to log in upstream; default IAM. */
   auth: AuthConfig;
   /** Upstream TLS; default { ca: "rds" }. */
@@ -129,7 +131,7 @@ export interface ConfigDiff {
   added: string[];
   /** In the old config only, in its order. */
   removed: string[];
-  /** In both with different resolved settings (all kept targets when `awsChanged`). */
+  /** In both with different resolved settings (each target's merged `aws` included). */
   changed: string[];
   /** In both and identical. */
   unchanged: string[];

@@ -28,6 +28,10 @@ export interface TargetStatus {
   port: number;
   /** The database user rdsd logs in as. */
   user: string;
+  /** The AWS profile of this target's SSM calls and IAM tokens; null = the SDK's default chain ($AWS_PROFILE, env keys, default). */
+  profile: string | null;
+  /** The region of this target's SSM calls (null until resolved, or when it needs none); tokens are signed for an RDS host's own region. */
+  region: string | null;
   /** The database used when the client names none; null when unset. */
   database: string | null;
   /** Open client connections. */

@@ -2,7 +2,7 @@ import { mkdir } from "node:fs/promises";
 import { issueLocalhostCertificate, loadOrCreateLocalCa, type PemKeyPair } from "@rdsd/certs";
 import { diffConfigs, loadConfig, type RdsdConfig } from "@rdsd/config";
 import { ControlError, type ProbeReport, type ReloadReport, type TargetStatus } from "@rdsd/control";
-import { credentialProviderFor, IamTokenCache, type AwsCredentialIdentityProvider } from "@rdsd/iam";
+import { credentialProviderFor, IamTokenCache } from "@rdsd/iam";
 import { ProxyError } from "@rdsd/proxy";
 import type { DaemonLogger } from "./logger.js";
 import { probeTarget } from "./probe.js";
@@ -31,8 +31,8 @@ export interface DaemonOptions {
 export class Daemon {
   private config: RdsdConfig | undefined;
   private readonly targets = new Map<string, Target>();
-  private tokens: IamTokenCache | undefined;
-  private credentials: AwsCredentialIdentityProvider | undefined;
+  /** One provider per distinct profile (the process-wide registry), one token slot per (profile, host, port, user, region). */
+  private readonly tokens = new IamTokenCache({ credentialsFor: (profile) => credentialProviderFor({ profile }) });
   private readonly tunnels: TunnelFactory & { destroy?(): void };
   private readonly journal: SessionJournal;
   private localCertificate: PemKeyPair | undefined;
@@ -59,7 +59,6 @@ export class Daemon {
     this.localCertificate = await issueLocalhostCertificate(localCa.ca);
     if (localCa.created) this.options.logger.info("created the local CA for client TLS", { path: localCa.caPath });
     this.config = config;
-    this.tokens = this.tokenCacheFor(config);
     // Sessions a killed run left open on AWS are ended before this run opens its own.
     await terminateLeftoverSessions(this.journal, (profile) => credentialProviderFor({ profile }), this.options.logger);
     await Promise.all(config.targets.map((t) => this.startTarget(t.name, config)));
@@ -70,7 +69,6 @@ export class Daemon {
     const next = await loadConfig(this.options.configPath);
     const previous = this.config!;
     const diff = diffConfigs(previous, next);
-    if (diff.awsChanged) this.tokens = this.tokenCacheFor(next);
     this.config = next;
     const grace = this.options.graceMs ?? 5_000;
     // Stop first, so a port moving from one target to another is free when the other starts.
@@ -120,7 +118,7 @@ export class Daemon {
 
   private async startTarget(name: string, config: RdsdConfig): Promise<void> {
     const targetConfig = config.targets.find((t) => t.name === name)!;
-    const target = new Target(targetConfig, this.services(config));
+    const target = new Target(targetConfig, this.services());
     this.targets.set(name, target);
     try {
       await target.start();
@@ -129,23 +127,16 @@ export class Daemon {
     }
   }
 
-  private services(config: RdsdConfig): TargetServices {
+  private services(): TargetServices {
     return {
       logger: this.options.logger,
-      tokens: this.tokens!,
-      awsProfile: config.aws.profile,
-      awsRegion: config.aws.region,
+      tokens: this.tokens,
       localCertificate: this.localCertificate!,
       loadCa: (ca) => this.loadCa(ca),
-      credentials: this.credentials!,
+      credentialsFor: (profile) => credentialProviderFor({ profile }),
       createTunnel: this.tunnels,
       ...(this.options.onTargetState ? { onStateChange: this.options.onTargetState } : {}),
     };
-  }
-
-  private tokenCacheFor(config: RdsdConfig): IamTokenCache {
-    this.credentials = credentialProviderFor({ profile: config.aws.profile });
-    return new IamTokenCache({ credentials: this.credentials });
   }
 
   private async loadCa(ca: string): Promise<string> {

@@ -1,5 +1,5 @@
 import type { TargetConfig } from "@rdsd/config";
-import type { AwsCredentialIdentityProvider } from "@rdsd/iam";
+import { configuredEndpoint, type AwsCredentialIdentityProvider } from "@rdsd/iam";
 import { BastionResolver, createTunnel, SsmApi, type SessionCredentials, type SsmApiOptions, type StartSessionRequest, type Tunnel } from "@rdsd/tunnel";
 import type { DaemonLogger } from "./logger.js";
 import type { SessionJournal } from "./session-journal.js";
@@ -38,7 +38,8 @@ export async function terminateLeftoverSessions(journal: SessionJournal, credent
   await Promise.all(
     leftovers.map(async (entry) => {
       const profile = entry.profile ?? undefined;
-      const api = new SsmApi({ region: entry.region, profile, credentials: credentialsFor(profile) });
+      const endpoint = await configuredEndpoint("SSM", profile).catch(() => undefined);
+      const api = new SsmApi({ region: entry.region, profile, credentials: credentialsFor(profile), endpoint });
       try {
         await api.terminateSession(entry.sessionId, AbortSignal.timeout(10_000));
         logger.info("terminated an SSM session left open by an earlier run", { session: entry.sessionId });
@@ -53,17 +54,17 @@ export async function terminateLeftoverSessions(journal: SessionJournal, credent
 }
 
 /**
- * The native and plugin drivers from @rdsd/tunnel behind the daemon's TunnelHandle. One SsmApi per
- * (region, profile) is shared by every target of the daemon; the SDK finds the endpoint itself
- * (AWS_ENDPOINT_URL_SSM points it at the emulator in the demo).
+ * The native and plugin drivers from @rdsd/tunnel behind the daemon's TunnelHandle. One SsmApi (one SSM client)
+ * per (profile, region) is shared by every target of the daemon that uses it; the endpoint is the profile's
+ * configured one (AWS_ENDPOINT_URL_SSM points every profile at the emulator in the demo).
  */
 export function ssmTunnelFactory(options: { journal?: SessionJournal } = {}): TunnelFactory & { destroy(): void } {
   const apis = new Map<string, SsmApi>();
   const apiFor = (context: TunnelContext) => {
-    const key = `${context.region}\0${context.profile ?? ""}`;
+    const key = JSON.stringify([context.profile ?? null, context.region, context.endpoint ?? null]);
     let api = apis.get(key);
     if (!api) {
-      const apiOptions = { region: context.region, profile: context.profile, credentials: context.credentials };
+      const apiOptions = { region: context.region, profile: context.profile, credentials: context.credentials, endpoint: context.endpoint };
       api = options.journal ? new JournaledSsmApi(apiOptions, options.journal) : new SsmApi(apiOptions);
       apis.set(key, api);
     }
@@ -99,7 +100,7 @@ function adapt(tunnel: Tunnel, target: TargetConfig, api: SsmApi): TunnelHandle 
 
 /** The target's bastion as SSM sees it (DescribeInstanceInformation): for `rdsd test` and `rdsd doctor`. */
 export async function bastionCheck(target: TargetConfig, context: Omit<TunnelContext, "logger">): Promise<{ instanceId: string; online: boolean; detail: string }> {
-  const api = new SsmApi({ region: context.region, profile: context.profile, credentials: context.credentials });
+  const api = new SsmApi({ region: context.region, profile: context.profile, credentials: context.credentials, endpoint: context.endpoint });
   try {
     return await checkWith(target, api);
   } finally {

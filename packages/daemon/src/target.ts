@@ -3,7 +3,7 @@ import type { Duplex } from "node:stream";
 import { isLoopback, joinHostPort, type TargetConfig } from "@rdsd/config";
 import type { PemKeyPair } from "@rdsd/certs";
 import type { Problem, TargetState, TargetStatus } from "@rdsd/control";
-import { describeCredentialError, resolveRegion, type AwsCredentialIdentityProvider, type IamTokenCache } from "@rdsd/iam";
+import { configuredEndpoint, describeCredentialError, regionFromRdsHostname, resolveRegion, type AwsCredentialIdentityProvider, type IamTokenCache, type IamTokenKey } from "@rdsd/iam";
 import { DirectDialer, iamAuth, passwordAuth, ProxyError, TargetProxy, type Dialer, type UpstreamAuth, type UpstreamTarget } from "@rdsd/proxy";
 import type { DaemonLogger } from "./logger.js";
 import type { TunnelFactory, TunnelHandle } from "./tunnel-seam.js";
@@ -13,15 +13,14 @@ export type { TargetState, TargetStatus } from "@rdsd/control";
 /** What a target needs from the daemon around it. */
 export interface TargetServices {
   logger: DaemonLogger;
+  /** IAM tokens of every target, one slot per (profile, host, port, user, region). */
   tokens: IamTokenCache;
-  awsProfile: string | undefined;
-  awsRegion: string | undefined;
   /** Local TLS certificate for clients. */
   localCertificate: PemKeyPair;
   /** The PEM text of the CAs for `tls.ca` ("rds" or a path). */
   loadCa(ca: string): Promise<string>;
-  /** Credentials of the config's profile: for SSM calls. */
-  credentials: AwsCredentialIdentityProvider;
+  /** The shared credential provider of a profile (one per distinct profile): for SSM calls. */
+  credentialsFor(profile: string | undefined): AwsCredentialIdentityProvider;
   /** Builds SSM tunnels for the native and plugin drivers. */
   createTunnel: TunnelFactory;
   /** Called after this target's state changed (systemd's STATUS line follows it). */
@@ -46,7 +45,11 @@ export class Target {
   private state: TargetState = "idle";
   private since = new Date();
   private setupError: Problem | null = null;
+  /** Where this target's SSM calls go (target aws.region, the profile's region, $AWS_REGION). */
   private region: string | undefined;
+  /** What its IAM tokens are signed for: an RDS host's own region, else `region`. */
+  private tokenRegion: string | undefined;
+  private ssmEndpoint: string | undefined;
   private ca = "";
   private proxy: TargetProxy | undefined;
   private tunnel: TunnelHandle | undefined;
@@ -115,7 +118,7 @@ export class Target {
 
   status(): TargetStatus {
     const stats = this.proxy?.stats();
-    const token = this.config.auth.kind === "iam" && this.region ? this.services.tokens.tokenAgeMs(this.tokenKey()) : undefined;
+    const token = this.config.auth.kind === "iam" && this.tokenRegion ? this.services.tokens.tokenAgeMs(this.tokenKey()) : undefined;
     const tunnel = this.tunnel?.status();
     const lastClientError = stats?.lastError ? { message: stats.lastError.message, fix: stats.lastError.fix } : null;
     return {
@@ -126,6 +129,8 @@ export class Target {
       host: this.config.host,
       port: this.config.port,
       user: this.config.user,
+      profile: this.profile ?? null,
+      region: this.region ?? null,
       database: this.config.database ?? null,
       connections: stats?.connections ?? 0,
       bytesFromClients: stats?.bytesFromClients ?? 0,
@@ -158,8 +163,10 @@ export class Target {
     try {
       this.ca = await this.services.loadCa(this.config.tls.ca);
       if (this.config.auth.kind === "iam" || this.config.tunnel.driver !== "direct") {
-        this.region = (await resolveRegion({ region: this.services.awsRegion, profile: this.services.awsProfile, host: this.config.host })).region;
+        this.region = (await resolveRegion({ region: this.config.aws.region, profile: this.profile, host: this.config.host })).region;
+        this.tokenRegion = regionFromRdsHostname(this.config.host) ?? this.region;
       }
+      if (this.config.tunnel.driver !== "direct") this.ssmEndpoint = await configuredEndpoint("SSM", this.profile);
       this.dialer = this.createDialer();
     } catch (err) {
       const failure = err instanceof ProxyError ? err : new ProxyError((err as Error).message, "fix the target's settings, then `rdsd reload`");
@@ -203,20 +210,26 @@ export class Target {
     return { host: this.config.host, port: this.config.port, user: this.config.user, ca: this.ca, auth: this.upstreamAuth() };
   }
 
-  private tokenKey() {
-    return { host: this.config.host, port: this.config.port, user: this.config.user, region: this.region ?? "" };
+  /** The target's AWS profile; undefined = the SDK's default chain. */
+  private get profile(): string | undefined {
+    return this.config.aws.profile;
+  }
+
+  private tokenKey(): IamTokenKey {
+    return { profile: this.profile, host: this.config.host, port: this.config.port, user: this.config.user, region: this.tokenRegion ?? "" };
   }
 
   private upstreamAuth(): UpstreamAuth {
     if (this.config.auth.kind === "password") return passwordAuth(this.config.auth.source);
-    const profile = this.services.awsProfile;
+    const profile = this.profile;
     return iamAuth(this.services.tokens, this.tokenKey(), (err) => describeCredentialError(err, profile));
   }
 
   private createDialer(): Dialer {
     const tunnel = this.config.tunnel;
     if (tunnel.driver === "direct") return new DirectDialer(tunnel.address?.host ?? this.config.host, tunnel.address?.port ?? this.config.port);
-    this.tunnel = this.services.createTunnel(this.config, { region: this.region!, profile: this.services.awsProfile, credentials: this.services.credentials, logger: this.log });
+    const profile = this.profile;
+    this.tunnel = this.services.createTunnel(this.config, { region: this.region!, profile, credentials: this.services.credentialsFor(profile), endpoint: this.ssmEndpoint, logger: this.log });
     return this.tunnel.dialer;
   }
 }

@@ -23,6 +23,8 @@ export interface TunnelContext {
   profile: string | undefined;
   /** The daemon's credentials for the profile (shared with IAM token signing). */
   credentials: AwsCredentialIdentityProvider;
+  /** The SSM endpoint configured for the profile (AWS_ENDPOINT_URL_SSM, its services section or endpoint_url); undefined = AWS's. */
+  endpoint?: string | undefined;
   logger: DaemonLogger;
 }
 

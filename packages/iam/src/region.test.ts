@@ -51,22 +51,24 @@ describe("resolveRegion", () => {
 
   const host = "orders-dev.abc123xyz.eu-west-2.rds.amazonaws.com";
 
-  it("prefers explicit, then AWS_REGION, then AWS_DEFAULT_REGION, then the profile, then the hostname", async () => {
+  it("prefers the rdsd config, then the profile's region, then AWS_REGION, then AWS_DEFAULT_REGION, then the hostname", async () => {
     const env = { AWS_REGION: "us-east-1", AWS_DEFAULT_REGION: "us-west-2" };
     expect(await resolveRegion({ region: "ap-south-1", profile: "dev-sso", host, env })).toEqual({ region: "ap-south-1", source: "explicit" });
-    expect(await resolveRegion({ profile: "dev-sso", host, env })).toEqual({ region: "us-east-1", source: "AWS_REGION" });
-    expect(await resolveRegion({ profile: "dev-sso", host, env: { AWS_DEFAULT_REGION: "us-west-2" } })).toEqual({
+    // A profile's own region beats the environment: one daemon serves profiles in different regions.
+    expect(await resolveRegion({ profile: "dev-sso", host, env })).toEqual({ region: "eu-west-1", source: "profile" });
+    expect(await resolveRegion({ host, env })).toEqual({ region: "eu-north-1", source: "profile" }); // [default]
+    expect(await resolveRegion({ profile: "bare", host, env })).toEqual({ region: "us-east-1", source: "AWS_REGION" });
+    expect(await resolveRegion({ profile: "bare", host, env: { AWS_DEFAULT_REGION: "us-west-2" } })).toEqual({
       region: "us-west-2",
       source: "AWS_DEFAULT_REGION",
     });
-    expect(await resolveRegion({ profile: "dev-sso", host, env: {} })).toEqual({ region: "eu-west-1", source: "profile" });
-    expect(await resolveRegion({ host, env: {} })).toEqual({ region: "eu-north-1", source: "profile" }); // [default]
     expect(await resolveRegion({ profile: "bare", host, env: {} })).toEqual({ region: "eu-west-2", source: "hostname" });
   });
 
   it("reads process.env by default and follows AWS_PROFILE", async () => {
     vi.stubEnv("AWS_PROFILE", "dev-sso");
     expect(await resolveRegion({ host })).toEqual({ region: "eu-west-1", source: "profile" });
+    vi.stubEnv("AWS_PROFILE", "bare");
     vi.stubEnv("AWS_DEFAULT_REGION", "us-west-1");
     expect(await resolveRegion({ host })).toEqual({ region: "us-west-1", source: "AWS_DEFAULT_REGION" });
   });
@@ -88,6 +90,6 @@ describe("resolveRegion", () => {
 
   it("refuses a value that is not a region name", async () => {
     await expect(resolveRegion({ region: "Ireland", env: {} })).rejects.toThrow(/"Ireland" \(from the rdsd config\) is not a region name/);
-    await expect(resolveRegion({ env: { AWS_REGION: "eu west 2" } })).rejects.toThrow(/from AWS_REGION/);
+    await expect(resolveRegion({ profile: "bare", env: { AWS_REGION: "eu west 2" } })).rejects.toThrow(/from AWS_REGION/);
   });
 });

@@ -1,5 +1,8 @@
 import { getProfileName, loadConfig, NODE_REGION_CONFIG_FILE_OPTIONS, NODE_REGION_CONFIG_OPTIONS } from "@smithy/core/config";
+import { isValidRegionName, regionFromRdsHostname } from "@rdsd/config";
 import { configFilePath, credentialsFilePath } from "./aws-paths.js";
+
+export { isValidRegionName, regionFromRdsHostname };
 
 /** Where a resolved region came from, for `rdsd doctor` and error messages. */
 export type RegionSource = "explicit" | "AWS_REGION" | "AWS_DEFAULT_REGION" | "profile" | "hostname";
@@ -18,27 +21,6 @@ export interface RegionLookup {
   host?: string | undefined;
   /** Environment for AWS_REGION / AWS_DEFAULT_REGION; defaults to process.env. (The shared files are found as the SDK finds them, from process.env.) */
   env?: NodeJS.ProcessEnv | undefined;
-}
-
-// AWS region names: partition prefix, one or more words, a number (eu-west-2, us-gov-west-1, cn-north-1).
-const REGION_PATTERN = /^[a-z]{2}(?:-[a-z]+)+-\d+$/;
-
-// The label right before rds.amazonaws.com(.cn) is the region in every RDS endpoint shape:
-//   <id>.<hash>.<region>.rds.amazonaws.com                instance
-//   <c>.cluster-<hash>. / cluster-ro- / cluster-custom-    Aurora cluster endpoints
-//   <p>.proxy-<hash>. and <e>.endpoint.proxy-<hash>.       RDS Proxy and its custom endpoints
-//   *.rds.amazonaws.com.cn                                 China partition
-const RDS_SUFFIX = /^(?<prefix>(?:[a-z0-9-]+\.){2,})(?<region>[a-z0-9-]+)\.rds\.amazonaws\.com(?:\.cn)?\.?$/;
-
-export function isValidRegionName(region: string): boolean {
-  return REGION_PATTERN.test(region);
-}
-
-/** The region encoded in an RDS endpoint hostname, or undefined when the host is not an RDS endpoint. */
-export function regionFromRdsHostname(host: string): string | undefined {
-  const match = RDS_SUFFIX.exec(host.trim().toLowerCase());
-  const region = match?.groups?.["region"];
-  return region !== undefined && isValidRegionName(region) ? region : undefined;
 }
 
 export class RegionNotFoundError extends Error {
@@ -69,29 +51,30 @@ export async function regionFromProfile(profile?: string): Promise<string | unde
 }
 
 /**
- * Region to sign with: explicit, else AWS_REGION, else AWS_DEFAULT_REGION, else the profile's
- * `region` in the shared config files, else the region in an RDS hostname.
+ * The region a target's AWS calls go to, as the AWS CLI would pick it for `--profile`: the rdsd config's
+ * region (the target's, else defaults', else the top level's), else the profile's `region` in the shared
+ * config files, else AWS_REGION, else AWS_DEFAULT_REGION, else the region in an RDS hostname.
  * Throws RegionNotFoundError (with a fix) when none applies.
  */
 export async function resolveRegion(lookup: RegionLookup): Promise<ResolvedRegion> {
   const env = lookup.env ?? process.env;
   const explicit = lookup.region?.trim();
   if (explicit) return checked(explicit, "explicit");
+  const fromProfile = await regionFromProfile(lookup.profile);
+  if (fromProfile) return checked(fromProfile, "profile");
   const fromEnv = env["AWS_REGION"]?.trim();
   if (fromEnv) return checked(fromEnv, "AWS_REGION");
   const fromDefaultEnv = env["AWS_DEFAULT_REGION"]?.trim();
   if (fromDefaultEnv) return checked(fromDefaultEnv, "AWS_DEFAULT_REGION");
-  const fromProfile = await regionFromProfile(lookup.profile);
-  if (fromProfile) return checked(fromProfile, "profile");
   const fromHost = lookup.host === undefined ? undefined : regionFromRdsHostname(lookup.host);
   if (fromHost) return { region: fromHost, source: "hostname" };
 
   const profileName = getProfileName({ profile: lookup.profile });
   const checkedPlaces = [
     "aws.region in the rdsd config",
+    `region of profile ${profileName} in ${configFilePath()} and ${credentialsFilePath()}`,
     "AWS_REGION",
     "AWS_DEFAULT_REGION",
-    `region of profile ${profileName} in ${configFilePath()} and ${credentialsFilePath()}`,
     lookup.host === undefined ? "no database host given" : `host ${lookup.host} is not an RDS endpoint name`,
   ];
   throw new RegionNotFoundError(

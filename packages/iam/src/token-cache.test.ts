@@ -69,6 +69,30 @@ describe("IamTokenCache", () => {
     vi.useRealTimers();
   });
 
+  it("keeps one slot per profile: the same database in two accounts gets two tokens, each signed by its profile's keys", async () => {
+    const keysB: AwsCredentialIdentity = { accessKeyId: "AKIDTESTEXAMPLE000002", secretAccessKey: "testSecretKeyNotRealYYYYYYYYYYYYYYYYYYYY" };
+    const a = countingProvider(KEYS);
+    const b = countingProvider(keysB);
+    const asked: (string | undefined)[] = [];
+    const cache = new IamTokenCache({
+      credentialsFor: (profile) => {
+        asked.push(profile);
+        return profile === "account-b" ? b.provider : a.provider;
+      },
+    });
+    const fromA = await cache.getToken({ ...TARGET, profile: "account-a" });
+    const fromB = await cache.getToken({ ...TARGET, profile: "account-b" });
+    expect(fromA.token).toBe(referencePresign(TARGET, KEYS, SYSTEM_TIME));
+    expect(fromB.token).toBe(referencePresign(TARGET, keysB, SYSTEM_TIME));
+    expect(await cache.getToken({ ...TARGET, profile: "account-a" })).toBe(fromA);
+    expect(asked).toEqual(["account-a", "account-b"]);
+    expect(cache.describe().map((slot) => [slot.profile, slot.signings])).toEqual([
+      ["account-a", 1],
+      ["account-b", 1],
+    ]);
+    expect(cache.tokenAgeMs({ ...TARGET, profile: "account-c" })).toBeUndefined();
+  });
+
   it("signs a deterministic token for the real endpoint that matches an independent SigV4 presign", async () => {
     const cache = new IamTokenCache({ credentials: countingProvider().provider });
     const issued = await cache.getToken(TARGET);

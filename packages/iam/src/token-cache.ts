@@ -4,6 +4,8 @@ import { isValidRegionName } from "./region.js";
 
 /** What a token is signed for. The host and port are the real RDS endpoint's, never the tunnel's. */
 export interface IamTokenKey {
+  /** The AWS profile whose credentials sign it; undefined = the SDK's default chain. Two profiles never share a token. */
+  profile?: string | undefined;
   host: string;
   port: number;
   /** Database user; case-sensitive. */
@@ -32,8 +34,14 @@ export interface IamTokenStatus extends IamTokenKey {
   signingNow: boolean;
 }
 
-export interface IamTokenCacheOptions {
-  credentials: AwsCredentialIdentityProvider;
+/** One identity for every token, or the credentials of each key's profile (asked once per slot). */
+export type IamTokenCredentials =
+  | { credentials: AwsCredentialIdentityProvider }
+  | { credentialsFor: (profile: string | undefined) => AwsCredentialIdentityProvider };
+
+export type IamTokenCacheOptions = IamTokenCredentials & IamTokenCacheSettings;
+
+export interface IamTokenCacheSettings {
   /** Stop reusing a token this long before it expires. Default 5 minutes. */
   marginMs?: number;
   /** Clock for reuse and age decisions. Signing itself uses the global Date (see README). */
@@ -54,12 +62,12 @@ interface Entry {
 }
 
 /**
- * RDS IAM tokens, one cache slot per (host, port, user, region). A token is reused until
+ * RDS IAM tokens, one cache slot per (profile, host, port, user, region). A token is reused until
  * `signedAt + 15 min - margin`; concurrent requests for one slot share one signing.
  * Failed signings are not cached: the next request tries again.
  */
 export class IamTokenCache {
-  readonly #credentials: AwsCredentialIdentityProvider;
+  readonly #credentialsFor: (profile: string | undefined) => AwsCredentialIdentityProvider;
   readonly #marginMs: number;
   readonly #now: () => Date;
   readonly #allowLoopbackHost: boolean;
@@ -70,7 +78,11 @@ export class IamTokenCache {
     if (!Number.isFinite(marginMs) || marginMs < 0 || marginMs >= TOKEN_LIFETIME_MS) {
       throw new RangeError(`token margin must be at least 0 and under 15 minutes, got ${marginMs} ms`);
     }
-    this.#credentials = options.credentials;
+    if ("credentialsFor" in options) this.#credentialsFor = options.credentialsFor;
+    else {
+      const credentials = options.credentials;
+      this.#credentialsFor = () => credentials;
+    }
     this.#marginMs = marginMs;
     this.#now = options.now ?? (() => new Date());
     this.#allowLoopbackHost = options.allowLoopbackHost ?? false;
@@ -130,7 +142,7 @@ export class IamTokenCache {
         port: key.port,
         username: key.user,
         region: key.region,
-        credentials: this.#credentials,
+        credentials: this.#credentialsFor(key.profile),
       });
       entry = { key, signer, token: undefined, inFlight: undefined, signings: 0 };
       this.#entries.set(id, entry);
@@ -170,12 +182,14 @@ export class IamTokenCache {
 }
 
 /** DNS names are case-insensitive: one slot per endpoint however it was spelled. The user is kept as is. */
-function normalizeKey({ host, port, user, region }: IamTokenKey): IamTokenKey {
-  return { host: host.trim().toLowerCase().replace(/\.$/, ""), port, user, region: region.trim() };
+function normalizeKey({ profile, host, port, user, region }: IamTokenKey): IamTokenKey {
+  const key: IamTokenKey = { host: host.trim().toLowerCase().replace(/\.$/, ""), port, user, region: region.trim() };
+  if (profile !== undefined) key.profile = profile;
+  return key;
 }
 
 function slotId(key: IamTokenKey): string {
-  return JSON.stringify([key.host, key.port, key.user, key.region]);
+  return JSON.stringify([key.profile ?? null, key.host, key.port, key.user, key.region]);
 }
 
 function isLoopbackHost(host: string): boolean {

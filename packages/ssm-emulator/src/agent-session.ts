@@ -31,8 +31,18 @@ import type { Forwarder, ForwarderHost } from "./port-forwarding.js";
 export type SessionState = "Pending" | "Connected" | "Disconnected" | "Terminated";
 
 /** A snapshot of one session, for tests and the admin API. */
+/** Who made an API call: the verified access key and its account. */
+export interface Caller {
+  account: string;
+  accessKeyId: string;
+}
+
 export interface SessionInfo {
   sessionId: string;
+  /** The account whose key signed StartSession: only it may resume or terminate the session. */
+  account: string;
+  /** The access key id that signed StartSession, as the emulator received it. */
+  startedBy: string;
   instanceId: string;
   documentName: string;
   /** The document's parameters as the handshake carries them. */
@@ -110,6 +120,7 @@ export class AgentSession {
   private stats = { bytesToClient: 0, bytesFromClient: 0, retransmissions: 0, badMessages: 0 };
 
   constructor(
+    readonly owner: Caller,
     readonly sessionId: string,
     readonly instanceId: string,
     readonly documentName: string,
@@ -161,6 +172,8 @@ export class AgentSession {
   info(): SessionInfo {
     return {
       sessionId: this.sessionId,
+      account: this.owner.account,
+      startedBy: this.owner.accessKeyId,
       instanceId: this.instanceId,
       documentName: this.documentName,
       properties: this.properties,

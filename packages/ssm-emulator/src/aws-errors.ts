@@ -25,10 +25,10 @@ export const awsErrors = {
   unrecognizedClient: () =>
     new AwsError("UnrecognizedClientException", "The security token included in the request is invalid.", 400, "message"),
   invalidSignature: (detail: string) => new AwsError("InvalidSignatureException", detail, 400, "message"),
-  accessDenied: (operation: string, resource: string) =>
+  accessDenied: (operation: string, resource: string, account: string) =>
     new AwsError(
       "AccessDeniedException",
-      `User: arn:aws:iam::000000000000:user/rdsd-emulator is not authorized to perform: ssm:${operation} on resource: ${resource} because no identity-based policy allows the ssm:${operation} action`,
+      `User: arn:aws:iam::${account}:user/rdsd-emulator is not authorized to perform: ssm:${operation} on resource: ${resource} because no identity-based policy allows the ssm:${operation} action`,
     ),
   validation: (message: string) => new AwsError("ValidationException", message),
   serialization: (message: string) => new AwsError("SerializationException", message, 400, "message"),

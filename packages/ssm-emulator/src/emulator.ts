@@ -19,6 +19,8 @@ export const DEFAULT_CREDENTIALS: KnownCredential = {
   secretAccessKey: "emulator-secret-not-a-real-aws-secret-00000001",
 };
 export const DEFAULT_REGION = "eu-west-2";
+/** The account of keys and instances that name none. */
+export const DEFAULT_ACCOUNT = "000000000000";
 /** A recent agent: multiplexed mode, keep-alive off for recent clients. */
 export const DEFAULT_AGENT_VERSION = "3.3.1802.0";
 export const DEFAULT_INSTANCE: InstanceConfig = { instanceId: "i-0e1d2c3b4a5968778", tags: { Name: "rdsd-emulator-bastion" } };
@@ -29,9 +31,12 @@ export interface EmulatorOptions {
   /** Listen address; loopback only (default 127.0.0.1). */
   host?: string;
   region?: string;
-  /** Access keys the API accepts (default: DEFAULT_CREDENTIALS). The first is the one advertised. */
+  /**
+   * Access keys the API accepts (default: DEFAULT_CREDENTIALS). The first is the one advertised. Each key belongs to
+   * its `account` (default DEFAULT_ACCOUNT): a caller sees only its account's instances and sessions, as on AWS.
+   */
   credentials?: KnownCredential[];
-  /** Managed instances (default: DEFAULT_INSTANCE). */
+  /** Managed instances (default: DEFAULT_INSTANCE), each in its `account` (default: the first key's). */
   instances?: InstanceConfig[];
   /** RDS-shaped names to local addresses, as objects or "HOST=ADDR:PORT" strings. */
   hostMap?: (HostMapping | string)[];
@@ -88,12 +93,14 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   const region = options.region ?? DEFAULT_REGION;
   const credentials = options.credentials?.length ? options.credentials : [DEFAULT_CREDENTIALS];
   const log = options.log ?? (() => {});
+  const defaultAccount = credentials[0]!.account ?? DEFAULT_ACCOUNT;
   const destinations = new DestinationMap((options.hostMap ?? []).map((m) => (typeof m === "string" ? parseMapping(m) : m)));
   let port = 0;
   const hostForUrl = host.includes(":") ? `[${host}]` : host;
   const service = new SsmService(
     {
       region,
+      defaultAccount,
       agentVersion: options.agentVersion ?? DEFAULT_AGENT_VERSION,
       pacing: options.pacing ?? true,
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? 15_000,
@@ -143,6 +150,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     service,
     region,
     credentials,
+    defaultAccount: DEFAULT_ACCOUNT,
     admin: (method, path, query, body) => adminCall(emulator, method, path, query, body),
     log,
   });
@@ -227,7 +235,9 @@ function adminCall(emulator: Emulator, method: string, path: string, query: URLS
       const instanceId = obj["instanceId"];
       if (typeof instanceId !== "string" || !isInstanceId(instanceId)) throw new AdminError(400, "instanceId must look like i-0123456789abcdef0");
       const tags = (obj["tags"] ?? {}) as Record<string, string>;
-      return emulator.addInstance({ instanceId, tags });
+      const account = obj["account"];
+      if (account !== undefined && (typeof account !== "string" || !/^\d{12}$/.test(account))) throw new AdminError(400, "account must be 12 digits");
+      return emulator.addInstance(account === undefined ? { instanceId, tags } : { instanceId, tags, account });
     }
     case "POST instances/:id/offline":
       needInstance();

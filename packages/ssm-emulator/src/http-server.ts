@@ -19,6 +19,8 @@ export interface HttpServerOptions {
   service: SsmService;
   region: string;
   credentials: readonly KnownCredential[];
+  /** The account of keys that name none. */
+  defaultAccount: string;
   /** Handles /_admin/* requests; returns the JSON answer or throws AdminError. */
   admin(method: string, path: string, query: URLSearchParams, body: unknown): unknown;
   log(line: string): void;
@@ -163,24 +165,25 @@ async function handleHttp(options: HttpServerOptions, req: IncomingMessage, res:
       throw awsErrors.serialization("Start of structure or map found where not expected.");
     }
     if (credential.deniedOperations?.includes(operation)) {
-      const resource = typeof input["Target"] === "string" ? `arn:aws:ec2:${options.region}:000000000000:instance/${input["Target"]}` : "*";
-      throw awsErrors.accessDenied(operation, resource);
+      const account = credential.account ?? options.defaultAccount;
+      const resource = typeof input["Target"] === "string" ? `arn:aws:ec2:${options.region}:${account}:instance/${input["Target"]}` : "*";
+      throw awsErrors.accessDenied(operation, resource, account);
     }
     const service = options.service;
-    const identity = "rdsd-emulator";
+    const caller = { account: credential.account ?? options.defaultAccount, accessKeyId: credential.accessKeyId };
     let output: unknown;
     switch (operation) {
       case "StartSession":
-        output = service.startSession(input, identity);
+        output = service.startSession(input, caller);
         break;
       case "ResumeSession":
-        output = service.resumeSession(input);
+        output = service.resumeSession(input, caller);
         break;
       case "TerminateSession":
-        output = service.terminateSession(input);
+        output = service.terminateSession(input, caller);
         break;
       case "DescribeInstanceInformation":
-        output = service.describeInstanceInformation(input);
+        output = service.describeInstanceInformation(input, caller);
         break;
       default:
         throw awsErrors.unknownOperation();

@@ -1,4 +1,4 @@
-export { DEFAULT_AGENT_VERSION, DEFAULT_CREDENTIALS, DEFAULT_INSTANCE, DEFAULT_REGION, startEmulator } from "./emulator.js";
+export { DEFAULT_ACCOUNT, DEFAULT_AGENT_VERSION, DEFAULT_CREDENTIALS, DEFAULT_INSTANCE, DEFAULT_REGION, startEmulator } from "./emulator.js";
 export type { ClientConfig, Emulator, EmulatorOptions, FaultTarget } from "./emulator.js";
 export type { SessionInfo, SessionState } from "./agent-session.js";
 export type { InstanceInfo } from "./ssm-service.js";

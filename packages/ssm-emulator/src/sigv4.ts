@@ -7,6 +7,8 @@ import { awsErrors } from "./aws-errors.js";
 export interface KnownCredential {
   accessKeyId: string;
   secretAccessKey: string;
+  /** The AWS account the key belongs to (12 digits); default DEFAULT_ACCOUNT. Sessions and instances are per account. */
+  account?: string;
   /** Operations this identity may not call (answered with AccessDeniedException). */
   deniedOperations?: string[];
 }

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { PortSessionProperties } from "@rdsd/ssm-protocol";
 import { AgentSession } from "./agent-session.js";
-import type { SessionInfo } from "./agent-session.js";
+import type { Caller, SessionInfo } from "./agent-session.js";
 import { awsErrors } from "./aws-errors.js";
 import { DestinationMap } from "./destinations.js";
 import type { FaultSettings } from "./faults.js";
@@ -17,6 +17,8 @@ type PortDocumentName = keyof typeof PORT_DOCUMENTS;
 
 export interface ServiceSettings {
   region: string;
+  /** Owner of instances that name none. */
+  defaultAccount: string;
   agentVersion: string;
   pacing: boolean;
   handshakeTimeoutMs: number;
@@ -59,6 +61,7 @@ export class SsmService extends EventEmitter<{ "session-started": [SessionInfo];
       tags: { ...(config.tags ?? {}) },
       online: config.online ?? true,
       agentVersion: config.agentVersion ?? this.settings.agentVersion,
+      account: config.account ?? this.settings.defaultAccount,
       registeredAt: now,
       lastPingAt: now,
     });
@@ -111,7 +114,7 @@ export class SsmService extends EventEmitter<{ "session-started": [SessionInfo];
 
   // ---- operations ----
 
-  startSession(input: Json, identity: string): Json {
+  startSession(input: Json, caller: Caller): Json {
     const target = input["Target"];
     if (target === undefined || target === null) {
       throw awsErrors.validation("1 validation error detected: Value null at 'target' failed to satisfy constraint: Member must not be null");
@@ -126,7 +129,8 @@ export class SsmService extends EventEmitter<{ "session-started": [SessionInfo];
       );
     }
     const instance = this.instances.get(target);
-    if (!instance || !instance.online) throw awsErrors.targetNotConnected(target);
+    // Another account's instance is, to this caller, not there at all.
+    if (!instance || !instance.online || instance.account !== caller.account) throw awsErrors.targetNotConnected(target);
     if (documentName === undefined) {
       throw awsErrors.invalidDocument("The emulator serves port forwarding only: name AWS-StartPortForwardingSessionToRemoteHost or AWS-StartPortForwardingSession.");
     }
@@ -134,10 +138,10 @@ export class SsmService extends EventEmitter<{ "session-started": [SessionInfo];
     const properties = this.validateParameters(documentName as PortDocumentName, input["Parameters"]);
     const host = properties.host ?? "localhost";
     const destination = this.destinations.resolve(host, Number(properties.portNumber));
-    const sessionId = `${identity}-${randomBytes(9).toString("hex").slice(0, 17)}`;
+    const sessionId = `rdsd-emulator-${randomBytes(9).toString("hex").slice(0, 17)}`;
     const token = randomBytes(120).toString("base64url");
     const instanceId = target;
-    const session = new AgentSession(sessionId, instanceId, documentName, properties, destination, token, {
+    const session = new AgentSession({ account: caller.account, accessKeyId: caller.accessKeyId }, sessionId, instanceId, documentName, properties, destination, token, {
       agentVersion: instance.agentVersion,
       pacing: this.settings.pacing,
       handshakeTimeoutMs: this.settings.handshakeTimeoutMs,
@@ -151,9 +155,9 @@ export class SsmService extends EventEmitter<{ "session-started": [SessionInfo];
     return { SessionId: sessionId, TokenValue: token, StreamUrl: this.settings.streamUrl(sessionId) };
   }
 
-  resumeSession(input: Json): Json {
+  resumeSession(input: Json, caller: Caller): Json {
     const sessionId = this.requireSessionIdInput(input);
-    const session = this.sessions.get(sessionId);
+    const session = this.ownSession(sessionId, caller);
     if (!session) throw awsErrors.doesNotExist(`Session ${sessionId} does not exist.`);
     // A session that is over gets no token: the official client reads that as "timed out".
     if (session.isTerminated) return { SessionId: sessionId };
@@ -162,14 +166,14 @@ export class SsmService extends EventEmitter<{ "session-started": [SessionInfo];
     return { SessionId: sessionId, TokenValue: token, StreamUrl: this.settings.streamUrl(sessionId) };
   }
 
-  terminateSession(input: Json): Json {
+  terminateSession(input: Json, caller: Caller): Json {
     const sessionId = this.requireSessionIdInput(input);
-    this.sessions.get(sessionId)?.terminate(CLOSE_ON_TERMINATE, "terminated by TerminateSession");
+    this.ownSession(sessionId, caller)?.terminate(CLOSE_ON_TERMINATE, "terminated by TerminateSession");
     return { SessionId: sessionId };
   }
 
-  describeInstanceInformation(input: Json): Json {
-    let list = this.listInstances();
+  describeInstanceInformation(input: Json, caller: Caller): Json {
+    let list = this.listInstances().filter((i) => i.account === caller.account);
     const maxResults = input["MaxResults"];
     if (maxResults !== undefined && (typeof maxResults !== "number" || maxResults < 5 || maxResults > 50)) {
       throw awsErrors.validation("1 validation error detected: Value at 'maxResults' failed to satisfy constraint: Member must have value between 5 and 50");
@@ -207,6 +211,12 @@ export class SsmService extends EventEmitter<{ "session-started": [SessionInfo];
     };
     if (start + pageSize < list.length) out["NextToken"] = Buffer.from(String(start + pageSize)).toString("base64");
     return out;
+  }
+
+  /** Sessions live in the account that started them: another account's session is, to this caller, not there. */
+  private ownSession(sessionId: string, caller: Caller): AgentSession | undefined {
+    const session = this.sessions.get(sessionId);
+    return session?.owner.account === caller.account ? session : undefined;
   }
 
   private requireSessionIdInput(input: Json): string {

@@ -15,6 +15,7 @@ export function target(overrides: Partial<Omit<TargetConfig, "tunnel">> & { tunn
     port: 5432,
     listen: [{ host: "127.0.0.1", port: 0 }],
     user: "iam_user",
+    aws: {},
     auth: { kind: "iam" },
     tls: { ca: "rds" },
     clientTls: false,

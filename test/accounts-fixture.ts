@@ -1,0 +1,218 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createCertificateAuthority } from "@rdsd/certs";
+import type { DaemonStatus } from "@rdsd/control";
+import { startEmulator, type Emulator } from "@rdsd/ssm-emulator";
+import { freePort, runCommand, startPostgres, tempDir, type PostgresServer, type TempDir } from "@rdsd/testkit";
+import { startRdsFront, type RdsFront } from "../packages/cli/src/demo/rds-front.js";
+import { rdsTokenProblem } from "../packages/cli/src/demo/rds-token.js";
+
+// Two AWS accounts in one emulator, an RDS stand-in that checks each database's IAM tokens against its own
+// account's key, one PostgreSQL behind it, and a temporary AWS config + credentials file: what a daemon with a
+// profile per target meets. The daemon itself runs as a real process (the compiled CLI).
+
+export const RDSD = fileURLToPath(new URL("../packages/cli/bin/rdsd.js", import.meta.url));
+
+export interface Account {
+  account: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  bastion: string;
+  host: string;
+  user: string;
+}
+
+export const ACCOUNT_A: Account = {
+  account: "111111111111",
+  accessKeyId: "AKIDTESTACCOUNTA0001",
+  secretAccessKey: "account-a-secret-not-a-real-aws-key-0001",
+  bastion: "i-0aaaaaaaaaaaaaaa1",
+  host: "orders-dev.abc123xyz.eu-west-2.rds.amazonaws.com",
+  user: "iam_orders",
+};
+export const ACCOUNT_B: Account = {
+  account: "222222222222",
+  accessKeyId: "AKIDTESTACCOUNTB0002",
+  secretAccessKey: "account-b-secret-not-a-real-aws-key-0002",
+  bastion: "i-0bbbbbbbbbbbbbbb2",
+  host: "billing-prod.def456uvw.eu-west-2.rds.amazonaws.com",
+  user: "iam_billing",
+};
+const ACCOUNTS = [ACCOUNT_A, ACCOUNT_B];
+
+/** One login the RDS stand-in saw: the token checked against every account's key. */
+export interface TokenCheck {
+  host: string;
+  user: string;
+  /** Accounts whose secret the token verifies with. */
+  verifiesWith: string[];
+}
+
+export interface AccountsWorld {
+  dir: TempDir;
+  emulator: Emulator;
+  postgres: PostgresServer;
+  front: RdsFront;
+  caPath: string;
+  awsConfigFile: string;
+  awsCredentialsFile: string;
+  tokenChecks: TokenCheck[];
+  /** The daemon's environment: no AWS keys, only the temporary shared files. */
+  env: NodeJS.ProcessEnv;
+  close(): Promise<void>;
+}
+
+export async function startAccountsWorld(): Promise<AccountsWorld> {
+  const dir = await tempDir("rdsd-accounts-");
+  const ca = await createCertificateAuthority({ commonName: "rdsd accounts test RDS CA" });
+  const caPath = join(dir.path, "rds-ca.pem");
+  await writeFile(caPath, ca.certPem);
+  const certificate = await ca.issueServerCertificate({ dnsNames: ACCOUNTS.map((a) => a.host) });
+  const postgres = await startPostgres();
+  for (const a of ACCOUNTS) await postgres.admin(`CREATE ROLE ${a.user} LOGIN`);
+
+  const tokenChecks: TokenCheck[] = [];
+  const front = await startRdsFront({
+    certificate,
+    port: 5432,
+    postgresSocket: join(postgres.socketDir, `.s.PGSQL.${postgres.port}`),
+    checkToken: (token, host, user) => {
+      const owner = ACCOUNTS.find((a) => a.host === host);
+      if (!owner) return `no database answers to the name ${host}`;
+      const verify = (a: Account) => rdsTokenProblem(token, { host, port: 5432, user, region: "eu-west-2", accessKeyId: a.accessKeyId, secretAccessKey: a.secretAccessKey, now: new Date() });
+      tokenChecks.push({ host, user, verifiesWith: ACCOUNTS.filter((a) => verify(a) === null).map((a) => a.account) });
+      return verify(owner);
+    },
+  });
+  const emulator = await startEmulator({
+    credentials: ACCOUNTS.map((a) => ({ accessKeyId: a.accessKeyId, secretAccessKey: a.secretAccessKey, account: a.account })),
+    instances: ACCOUNTS.map((a) => ({ instanceId: a.bastion, tags: { Name: "db-bastion" }, account: a.account })),
+    hostMap: ACCOUNTS.map((a) => ({ from: `${a.host}:5432`, to: `127.0.0.1:${front.port}` })),
+  });
+
+  const awsDir = join(dir.path, "aws");
+  await mkdir(awsDir, { recursive: true });
+  const awsConfigFile = join(awsDir, "config");
+  const awsCredentialsFile = join(awsDir, "credentials");
+  // Account A reaches SSM through its `services` section, account B through its own endpoint_url: no
+  // AWS_ENDPOINT_URL_SSM, so each target's SSM calls can only find the emulator through its own profile.
+  await writeFile(
+    awsConfigFile,
+    [
+      "[profile account-a]",
+      "region = eu-west-2",
+      "services = emulator-ssm",
+      "[profile account-b]",
+      "region = eu-west-2",
+      `endpoint_url = ${emulator.endpoint}`,
+      "[services emulator-ssm]",
+      "ssm =",
+      `  endpoint_url = ${emulator.endpoint}`,
+      "",
+    ].join("\n"),
+  );
+  await writeFile(
+    awsCredentialsFile,
+    ACCOUNTS.map((a, i) => `[account-${"ab"[i]}]\naws_access_key_id = ${a.accessKeyId}\naws_secret_access_key = ${a.secretAccessKey}\n`).join("\n"),
+  );
+
+  const env: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(process.env)) if (!name.startsWith("AWS_")) env[name] = value;
+  Object.assign(env, {
+    HOME: dir.path,
+    RDSD_STATE_DIR: join(dir.path, "state"),
+    RDSD_RUNTIME_DIR: join(dir.path, "run"),
+    AWS_CONFIG_FILE: awsConfigFile,
+    AWS_SHARED_CREDENTIALS_FILE: awsCredentialsFile,
+    AWS_EC2_METADATA_DISABLED: "true",
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+    NO_COLOR: "1",
+  });
+
+  return {
+    dir,
+    emulator,
+    postgres,
+    front,
+    caPath,
+    awsConfigFile,
+    awsCredentialsFile,
+    tokenChecks,
+    env,
+    close: async () => {
+      await emulator.close();
+      await front.close();
+      await postgres.stop();
+      await dir.cleanup();
+    },
+  };
+}
+
+/** A config with one target per account, each naming its profile. */
+export async function writeAccountsConfig(world: AccountsWorld, extra = ""): Promise<{ configPath: string; ports: { a: number; b: number } }> {
+  const ports = { a: await freePort(), b: await freePort() };
+  const configPath = join(world.dir.path, "rdsd.yaml");
+  await writeFile(
+    configPath,
+    [
+      extra,
+      "defaults:",
+      "  bastion: { tag: Name=db-bastion }",
+      `  tls: { ca: ${world.caPath} }`,
+      "  tunnel: { driver: native }",
+      "targets:",
+      "  orders:",
+      `    host: ${ACCOUNT_A.host}`,
+      `    listen: "127.0.0.1:${ports.a}"`,
+      `    user: ${ACCOUNT_A.user}`,
+      "    database: postgres",
+      "    aws: { profile: account-a }",
+      "  billing:",
+      `    host: ${ACCOUNT_B.host}`,
+      `    listen: "127.0.0.1:${ports.b}"`,
+      `    user: ${ACCOUNT_B.user}`,
+      "    database: postgres",
+      "    aws: { profile: account-b }",
+      "",
+    ].join("\n"),
+  );
+  return { configPath, ports };
+}
+
+export interface RunningDaemon {
+  process: ChildProcess;
+  output(): string;
+  stop(): Promise<number | null>;
+}
+
+/** `rdsd daemon --config PATH` until it says it is running. */
+export async function startDaemon(configPath: string, env: NodeJS.ProcessEnv): Promise<RunningDaemon> {
+  const child = spawn(process.execPath, [RDSD, "daemon", "--config", configPath], { env, stdio: ["ignore", "ignore", "pipe"] });
+  let output = "";
+  const exited = once(child, "exit");
+  await new Promise<void>((resolve, reject) => {
+    child.stderr!.on("data", (c: Buffer) => ((output += c.toString()), output.includes("rdsd is running") && resolve()));
+    child.once("exit", (code) => reject(new Error(`daemon exited with ${code}: ${output}`)));
+  });
+  return {
+    process: child,
+    output: () => output,
+    stop: async () => {
+      if (child.exitCode !== null) return child.exitCode;
+      child.kill("SIGTERM");
+      const [code] = (await exited) as [number | null];
+      return code;
+    },
+  };
+}
+
+export function rdsd(args: string[], env: NodeJS.ProcessEnv) {
+  return runCommand(process.execPath, [RDSD, ...args], { env, timeoutMs: 60_000 });
+}
+
+export async function daemonStatus(env: NodeJS.ProcessEnv): Promise<DaemonStatus> {
+  return JSON.parse((await rdsd(["status", "--json"], env)).stdout) as DaemonStatus;
+}
