@@ -115,4 +115,54 @@ describe("daemon with the native SSM tunnel (emulator)", () => {
       if (daemon.exitCode === null) daemon.kill("SIGKILL");
     }
   }, 60_000);
+
+  it("an SSM agent too old to multiplex: status (state degraded), test and doctor warn with the fix", async () => {
+    const OLD_BASTION = "i-0a1b2c3d4e5f60799";
+    emulator.addInstance({ instanceId: OLD_BASTION, tags: { Name: "old-bastion" }, agentVersion: "3.0.100.0" });
+    const legacyPort = await freePort();
+    const legacyConfig = join(dir.path, "legacy.yaml");
+    await writeFile(
+      legacyConfig,
+      `aws: { region: eu-west-2 }\ntargets:\n  legacy:\n    host: ${HOST}\n    listen: "127.0.0.1:${legacyPort}"\n    user: app\n    database: postgres\n    auth: { password: { env: APP_PASSWORD } }\n    tls: { ca: ${rds.caPath} }\n    bastion: { instanceId: ${OLD_BASTION} }\n    tunnel: { driver: native }\n`,
+    );
+    const fix = `update the SSM agent on ${OLD_BASTION}`;
+    const daemon: ChildProcess = spawn(process.execPath, [RDSD, "daemon", "--config", legacyConfig], { env, stdio: ["ignore", "ignore", "pipe"] });
+    let output = "";
+    try {
+      await new Promise<void>((resolve, reject) => {
+        daemon.stderr!.on("data", (c: Buffer) => ((output += c.toString()), output.includes("rdsd is running") && resolve()));
+        daemon.once("exit", (code) => reject(new Error(`daemon exited with ${code}: ${output}`)));
+      });
+      await expect.poll(async () => (await status()).targets[0]!.state, { timeout: 15_000 }).toBe("degraded");
+      const legacy = (await status()).targets[0]!;
+      expect(legacy.warnings).toHaveLength(1);
+      expect(legacy.warnings[0]!.message).toContain(`the SSM agent on ${OLD_BASTION} is version 3.0.100.0, too old to multiplex`);
+      expect(legacy.warnings[0]!.fix).toContain(fix);
+      const statusText = (await rdsd(["status"])).stdout;
+      expect(statusText).toContain(`legacy: warning: the SSM agent on ${OLD_BASTION} is version 3.0.100.0`);
+      expect(statusText).toContain(`fix: ${fix}`);
+
+      // It works (one connection per session), and says so.
+      const client = new pg.Client({ host: "127.0.0.1", port: legacyPort, user: "anyone", database: "postgres" });
+      await client.connect();
+      expect((await client.query<{ n: number }>("SELECT 1 AS n")).rows[0]!.n).toBe(1);
+      await client.end();
+      const probe = JSON.parse((await rdsd(["test", "legacy", "--json"])).stdout) as ProbeReport;
+      expect(probe.ok, JSON.stringify(probe.stages)).toBe(true);
+      expect(probe.warnings.map((w) => w.fix)).toEqual([expect.stringContaining(fix)]);
+      const testText = (await rdsd(["test", "legacy"])).stdout;
+      expect(testText).toContain(`legacy: warning: the SSM agent on ${OLD_BASTION}`);
+      expect(testText).toContain(fix);
+
+      const doctor = await rdsd(["doctor", "--config", legacyConfig, "--json"]);
+      const check = (JSON.parse(doctor.stdout) as { checks: DoctorCheck[] }).checks.find((c) => c.name === "bastion legacy");
+      expect(check).toMatchObject({ status: "warn", detail: expect.stringContaining("version 3.0.100.0, too old to multiplex"), fix: expect.stringContaining(fix) });
+      expect((await rdsd(["doctor", "--config", legacyConfig])).stdout).toContain(`bastion legacy: ${fix}`);
+    } finally {
+      if (daemon.exitCode === null && daemon.signalCode === null) {
+        daemon.kill("SIGTERM");
+        await once(daemon, "exit");
+      }
+    }
+  }, 90_000);
 });

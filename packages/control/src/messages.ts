@@ -45,6 +45,8 @@ export interface TargetStatus {
   /** Age of the cached IAM token in seconds; null when none (password auth, or none signed yet). */
   tokenAgeSeconds: number | null;
   lastError: Problem | null;
+  /** Conditions that keep the target "degraded" while it works, each with its fix (an SSM agent too old to multiplex). */
+  warnings: Problem[];
 }
 
 /** The answer to `status`: the daemon and every target, in config order. */
@@ -81,6 +83,8 @@ export interface ProbeReport {
   target: string;
   ok: boolean;
   stages: ProbeStage[];
+  /** Found on the way without failing a stage (an SSM agent too old to multiplex), each with its fix. */
+  warnings: Problem[];
 }
 
 export interface ReloadReport {

@@ -67,7 +67,9 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> 
     }
     try {
       const found = await bastionCheck(target, { region, profile: config.aws.profile, credentials: credentialProviderFor({ profile: config.aws.profile }) });
-      add({ name: `bastion ${target.name}`, status: found.online ? "ok" : "fail", detail: found.online ? `${found.instanceId} online (${found.detail})` : `${found.instanceId} is not online in SSM`, fix: found.online ? null : found.detail });
+      if (!found.online) add({ name: `bastion ${target.name}`, status: "fail", detail: `${found.instanceId} is not online in SSM`, fix: found.detail });
+      else if (found.warning) add({ name: `bastion ${target.name}`, status: "warn", detail: `${found.instanceId} online (${found.detail}): ${found.warning.message}`, fix: found.warning.fix });
+      else add({ name: `bastion ${target.name}`, status: "ok", detail: `${found.instanceId} online (${found.detail})`, fix: null });
     } catch (err) {
       const problem = err as Error & { fix?: string };
       add({ name: `bastion ${target.name}`, status: "fail", detail: problem.message, fix: problem.fix ?? "check the bastion settings" });

@@ -13,6 +13,7 @@ const PROBE_TIMEOUT_MS = 30_000;
  */
 export async function probeTarget(name: string, inputs: ProbeInputs, driver: string): Promise<ProbeReport> {
   const stages: ProbeStage[] = [];
+  const warnings: Problem[] = [];
   const signal = AbortSignal.timeout(PROBE_TIMEOUT_MS);
   let failed = false;
   let stream: Duplex | undefined;
@@ -51,6 +52,7 @@ export async function probeTarget(name: string, inputs: ProbeInputs, driver: str
       if (!inputs.tunnel?.checkBastion) return { skip: "this tunnel driver has no bastion check" };
       const bastion = await inputs.tunnel.checkBastion();
       if (!bastion.online) throw new ProxyError(`bastion ${bastion.instanceId} is not online in SSM`, bastion.detail);
+      if (bastion.warning) warnings.push(bastion.warning);
       return { value: bastion, detail: `${bastion.instanceId} online (${bastion.detail})` };
     });
     stream = await run("tunnel", async () => {
@@ -83,7 +85,7 @@ export async function probeTarget(name: string, inputs: ProbeInputs, driver: str
     socket?.destroy();
     stream?.destroy();
   }
-  return { target: name, ok: !failed, stages: fillSkipped(stages) };
+  return { target: name, ok: !failed, stages: fillSkipped(stages), warnings };
 }
 
 /** A FATAL after AuthenticationOk (no such database, too many connections) ends the greeting. */

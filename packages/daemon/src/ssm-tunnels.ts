@@ -1,9 +1,9 @@
 import type { TargetConfig } from "@rdsd/config";
 import { configuredEndpoint, type AwsCredentialIdentityProvider } from "@rdsd/iam";
-import { BastionResolver, createTunnel, SsmApi, type SessionCredentials, type SsmApiOptions, type StartSessionRequest, type Tunnel } from "@rdsd/tunnel";
+import { BastionResolver, createTunnel, oldAgentWarning, SsmApi, type SessionCredentials, type SsmApiOptions, type StartSessionRequest, type Tunnel } from "@rdsd/tunnel";
 import type { DaemonLogger } from "./logger.js";
 import type { SessionJournal } from "./session-journal.js";
-import type { TunnelContext, TunnelFactory, TunnelHandle } from "./tunnel-seam.js";
+import type { BastionCheck, TunnelContext, TunnelFactory, TunnelHandle } from "./tunnel-seam.js";
 
 /** SsmApi that records every session it opens until it terminates it (see SessionJournal). */
 class JournaledSsmApi extends SsmApi {
@@ -91,7 +91,7 @@ function adapt(tunnel: Tunnel, target: TargetConfig, api: SsmApi): TunnelHandle 
     restart: () => tunnel.restart(),
     status: () => {
       const s = tunnel.status();
-      return { state: s.state, sessionIds: s.sessionIds, lastError: s.lastError ? { message: s.lastError.message, fix: s.lastError.fix } : null };
+      return { state: s.state, sessionIds: s.sessionIds, lastError: s.lastError ? { message: s.lastError.message, fix: s.lastError.fix } : null, warnings: s.warnings.map((w) => ({ message: w.message, fix: w.fix })) };
     },
     checkBastion: () => checkWith(target, api),
     on: (event, listener) => tunnel.on(event, () => listener()),
@@ -99,7 +99,7 @@ function adapt(tunnel: Tunnel, target: TargetConfig, api: SsmApi): TunnelHandle 
 }
 
 /** The target's bastion as SSM sees it (DescribeInstanceInformation): for `rdsd test` and `rdsd doctor`. */
-export async function bastionCheck(target: TargetConfig, context: Omit<TunnelContext, "logger">): Promise<{ instanceId: string; online: boolean; detail: string }> {
+export async function bastionCheck(target: TargetConfig, context: Omit<TunnelContext, "logger">): Promise<BastionCheck> {
   const api = new SsmApi({ region: context.region, profile: context.profile, credentials: context.credentials, endpoint: context.endpoint });
   try {
     return await checkWith(target, api);
@@ -108,12 +108,13 @@ export async function bastionCheck(target: TargetConfig, context: Omit<TunnelCon
   }
 }
 
-async function checkWith(target: TargetConfig, api: SsmApi): Promise<{ instanceId: string; online: boolean; detail: string }> {
+async function checkWith(target: TargetConfig, api: SsmApi): Promise<BastionCheck> {
   const bastion = target.bastion;
   if (!bastion) throw new Error(`target ${target.name} has no bastion`);
   const instanceId = await new BastionResolver(bastion, api).resolve(AbortSignal.timeout(15_000));
   const [found] = await api.describeInstances([{ Key: "InstanceIds", Values: [instanceId] }], AbortSignal.timeout(15_000));
   const how = "instanceId" in bastion ? "configured instance" : `tag ${bastion.tag.key}=${bastion.tag.value}`;
-  if (!found) return { instanceId, online: false, detail: `${instanceId} is not a managed instance in SSM (${api.region}): check the id, and the instance's SSM agent and role` };
-  return { instanceId, online: found.online, detail: found.online ? `${how}, agent ${found.agentVersion ?? "unknown"}` : `start the instance or its SSM agent (\`aws ssm describe-instance-information --filters Key=InstanceIds,Values=${instanceId}\`)` };
+  if (!found) return { instanceId, online: false, detail: `${instanceId} is not a managed instance in SSM (${api.region}): check the id, and the instance's SSM agent and role`, warning: null };
+  const warning = found.agentVersion === undefined ? null : (oldAgentWarning(instanceId, found.agentVersion) ?? null);
+  return { instanceId, online: found.online, detail: found.online ? `${how}, agent ${found.agentVersion ?? "unknown"}` : `start the instance or its SSM agent (\`aws ssm describe-instance-information --filters Key=InstanceIds,Values=${instanceId}\`)`, warning };
 }

@@ -139,6 +139,7 @@ export class Target {
       since: this.since.toISOString(),
       tokenAgeSeconds: token === undefined ? null : Math.round(token / 1000),
       lastError: this.setupError ?? tunnel?.lastError ?? lastClientError,
+      warnings: tunnel?.warnings ?? [],
     };
   }
 

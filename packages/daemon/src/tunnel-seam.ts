@@ -12,10 +12,18 @@ export interface TunnelHandle {
   /** Terminates the sessions on AWS. */
   stop(): Promise<void>;
   restart(): Promise<void>;
-  status(): { state: TargetState; sessionIds: string[]; lastError: Problem | null };
-  /** Bastion check for `rdsd test` and `doctor`: the instance and whether SSM sees it online. */
-  checkBastion?(): Promise<{ instanceId: string; online: boolean; detail: string }>;
+  status(): { state: TargetState; sessionIds: string[]; lastError: Problem | null; warnings: Problem[] };
+  /** Bastion check for `rdsd test` and `doctor`: the instance, whether SSM sees it online, and a warning about its agent. */
+  checkBastion?(): Promise<BastionCheck>;
   on(event: "state", listener: () => void): unknown;
+}
+
+export interface BastionCheck {
+  instanceId: string;
+  online: boolean;
+  detail: string;
+  /** The instance's SSM agent is too old to multiplex: the fix is to update it. */
+  warning: Problem | null;
 }
 
 export interface TunnelContext {

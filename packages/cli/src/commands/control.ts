@@ -42,5 +42,6 @@ export function formatProbe(report: ProbeReport): string {
   const lines = [table(rows)];
   if (failed?.error) lines.push("", `${report.target}: the ${failed.name} stage failed: ${failed.error.message}`, `  fix: ${failed.error.fix}`);
   else lines.push("", `${report.target}: ${paint.green("all stages passed")}`);
+  for (const w of report.warnings) lines.push(`${report.target}: ${paint.yellow(`warning: ${w.message}`)}`, `  fix: ${w.fix}`);
   return lines.join("\n");
 }

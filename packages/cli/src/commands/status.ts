@@ -33,5 +33,8 @@ export function formatStatus(status: DaemonStatus, paint: Paint, now: number): s
   for (const t of status.targets.filter((t): t is TargetStatus & { lastError: NonNullable<TargetStatus["lastError"]> } => t.lastError !== null)) {
     lines.push("", `${paint.bold(t.name)}: ${paint.red(t.lastError.message)}`, `  fix: ${t.lastError.fix}`);
   }
+  for (const t of status.targets) {
+    for (const w of t.warnings) lines.push("", `${paint.bold(t.name)}: ${paint.yellow(`warning: ${w.message}`)}`, `  fix: ${w.fix}`);
+  }
   return lines.join("\n");
 }
