@@ -1,11 +1,14 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { mkdir, writeFile } from "node:fs/promises";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createCertificateAuthority } from "@rdsd/certs";
 import type { DaemonStatus } from "@rdsd/control";
-import { startEmulator, type Emulator } from "@rdsd/ssm-emulator";
+import { startEmulator, verifySigV4, type Emulator } from "@rdsd/ssm-emulator";
 import { freePort, runCommand, startPostgres, tempDir, type PostgresServer, type TempDir } from "@rdsd/testkit";
 import { startRdsFront, type RdsFront } from "../packages/cli/src/demo/rds-front.js";
 import { rdsTokenProblem } from "../packages/cli/src/demo/rds-token.js";
@@ -51,8 +54,32 @@ export interface TokenCheck {
   verifiesWith: string[];
 }
 
+/** A request an AWS stand-in (SSO, STS) received. */
+export interface StandInRequest {
+  path: string;
+  /** SSO: the bearer token; STS: the access key id that signed the call (after its signature was checked). */
+  caller: string;
+  /** STS: the role asked for; SSO: the account asked for. */
+  asked: string;
+}
+
+export interface StandIn {
+  url: string;
+  requests: StandInRequest[];
+}
+
 export interface AccountsWorld {
   dir: TempDir;
+  /** SSO's GetRoleCredentials (AWS_ENDPOINT_URL_SSO): answers for a bearer token in `validSsoTokens` with the asked account's keys. */
+  sso: StandIn;
+  validSsoTokens: Set<string>;
+  /** STS's AssumeRole (AWS_ENDPOINT_URL_STS): checks the signature against `stsCallers`, answers with the role's account's keys. */
+  sts: StandIn;
+  stsCallers: { accessKeyId: string; secretAccessKey: string }[];
+  /** Writes what `aws sso login` leaves in ~/.aws/sso/cache for an sso-session. */
+  writeSsoCache(session: string, accessToken: string, expiresAt: Date): Promise<void>;
+  writeAwsConfig(lines: string[]): Promise<void>;
+  writeAwsCredentials(lines: string[]): Promise<void>;
   emulator: Emulator;
   postgres: PostgresServer;
   front: RdsFront;
@@ -119,6 +146,57 @@ export async function startAccountsWorld(): Promise<AccountsWorld> {
     ACCOUNTS.map((a, i) => `[account-${"ab"[i]}]\naws_access_key_id = ${a.accessKeyId}\naws_secret_access_key = ${a.secretAccessKey}\n`).join("\n"),
   );
 
+  const servers: Server[] = [];
+  const validSsoTokens = new Set<string>();
+  const sso = await standIn(servers, (req, _body, res, requests) => {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    const bearer = String(req.headers["x-amz-sso_bearer_token"] ?? "");
+    const asked = url.searchParams.get("account_id") ?? "";
+    requests.push({ path: url.pathname, caller: bearer, asked });
+    const account = ACCOUNTS.find((a) => a.account === asked);
+    if (url.pathname !== "/federation/credentials" || !validSsoTokens.has(bearer) || !account) {
+      res.writeHead(401, { "content-type": "application/json", "x-amzn-errortype": "UnauthorizedException" });
+      res.end(JSON.stringify({ message: "Session token not found or invalid" }));
+      return;
+    }
+    // Role credentials that last a second (a compressed clock): the SDK asks again for nearly every use, so an
+    // expired SSO session shows at the next SSM call instead of an hour later.
+    const roleCredentials = { accessKeyId: account.accessKeyId, secretAccessKey: account.secretAccessKey, sessionToken: `sso-session-${account.account}`, expiration: Date.now() + 1_000 };
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(JSON.stringify({ roleCredentials }));
+  });
+  const stsCallers: { accessKeyId: string; secretAccessKey: string }[] = [];
+  const sts = await standIn(servers, async (req, body, res, requests) => {
+    const form = new URLSearchParams(body.toString("utf8"));
+    const role = form.get("RoleArn") ?? "";
+    const scope = /Credential=[^/]+\/\d{8}\/([^/]+)\/([^/]+)\//.exec(String(req.headers.authorization ?? ""));
+    let caller: string;
+    try {
+      caller = (await verifySigV4({ method: req.method ?? "", path: req.url ?? "/", headers: req.headers, body }, stsCallers, { region: scope?.[1] ?? "", service: "sts" })).accessKeyId;
+    } catch (err) {
+      requests.push({ path: form.get("Action") ?? "", caller: "refused", asked: role });
+      res.writeHead(403, { "content-type": "text/xml" });
+      res.end(`<ErrorResponse><Error><Type>Sender</Type><Code>SignatureDoesNotMatch</Code><Message>${(err as Error).message}</Message></Error></ErrorResponse>`);
+      return;
+    }
+    requests.push({ path: form.get("Action") ?? "", caller, asked: role });
+    const account = ACCOUNTS.find((a) => role.startsWith(`arn:aws:iam::${a.account}:role/`));
+    if (form.get("Action") !== "AssumeRole" || !account) {
+      res.writeHead(403, { "content-type": "text/xml" });
+      res.end(`<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>not authorized to assume ${role}</Message></Error></ErrorResponse>`);
+      return;
+    }
+    const expiration = new Date(Date.now() + 60 * 60_000).toISOString();
+    res.writeHead(200, { "content-type": "text/xml" });
+    res.end(
+      `<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult><Credentials>` +
+        `<AccessKeyId>${account.accessKeyId}</AccessKeyId><SecretAccessKey>${account.secretAccessKey}</SecretAccessKey>` +
+        `<SessionToken>assumed-${account.account}</SessionToken><Expiration>${expiration}</Expiration></Credentials>` +
+        `<AssumedRoleUser><AssumedRoleId>AROATESTROLE:rdsd</AssumedRoleId><Arn>arn:aws:sts::${account.account}:assumed-role/rdsd/rdsd</Arn></AssumedRoleUser>` +
+        `</AssumeRoleResult><ResponseMetadata><RequestId>00000000-0000-0000-0000-000000000000</RequestId></ResponseMetadata></AssumeRoleResponse>`,
+    );
+  });
+
   const env: NodeJS.ProcessEnv = {};
   for (const [name, value] of Object.entries(process.env)) if (!name.startsWith("AWS_")) env[name] = value;
   Object.assign(env, {
@@ -129,8 +207,12 @@ export async function startAccountsWorld(): Promise<AccountsWorld> {
     AWS_SHARED_CREDENTIALS_FILE: awsCredentialsFile,
     AWS_EC2_METADATA_DISABLED: "true",
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+    AWS_ENDPOINT_URL_SSO: sso.url,
+    AWS_ENDPOINT_URL_STS: sts.url,
     NO_COLOR: "1",
   });
+  const ssoCacheDir = join(dir.path, ".aws", "sso", "cache");
+  await mkdir(ssoCacheDir, { recursive: true });
 
   return {
     dir,
@@ -142,7 +224,19 @@ export async function startAccountsWorld(): Promise<AccountsWorld> {
     awsCredentialsFile,
     tokenChecks,
     env,
+    sso,
+    validSsoTokens,
+    sts,
+    stsCallers,
+    writeSsoCache: async (session, accessToken, expiresAt) => {
+      // The SDK's cache name: sha1 of the sso-session name.
+      const file = join(ssoCacheDir, `${createHash("sha1").update(session).digest("hex")}.json`);
+      await writeFile(file, JSON.stringify({ startUrl: "https://example-corp.awsapps.com/start", region: "eu-west-1", accessToken, expiresAt: expiresAt.toISOString() }));
+    },
+    writeAwsConfig: (lines) => writeFile(awsConfigFile, lines.join("\n") + "\n"),
+    writeAwsCredentials: (lines) => writeFile(awsCredentialsFile, lines.join("\n") + "\n"),
     close: async () => {
+      await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
       await emulator.close();
       await front.close();
       await postgres.stop();
@@ -151,8 +245,43 @@ export async function startAccountsWorld(): Promise<AccountsWorld> {
   };
 }
 
+type StandInHandler = (req: IncomingMessage, body: Buffer, res: ServerResponse, requests: StandInRequest[]) => void | Promise<void>;
+
+async function standIn(servers: Server[], handler: StandInHandler): Promise<StandIn> {
+  const requests: StandInRequest[] = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => void Promise.resolve(handler(req, Buffer.concat(chunks), res, requests)).catch(() => res.destroy()));
+  });
+  servers.push(server);
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests };
+}
+
+/** The SSO profile lines for one account: an sso-session profile, as `aws configure sso` writes it. */
+export function ssoProfile(profile: string, session: string, account: Account): string[] {
+  return [
+    `[profile ${profile}]`,
+    `sso_session = ${session}`,
+    `sso_account_id = ${account.account}`,
+    "sso_role_name = DbAccess",
+    "region = eu-west-2",
+    `[sso-session ${session}]`,
+    "sso_start_url = https://example-corp.awsapps.com/start",
+    "sso_region = eu-west-1",
+    "sso_registration_scopes = sso:account:access",
+  ];
+}
+
 /** A config with one target per account, each naming its profile. */
-export async function writeAccountsConfig(world: AccountsWorld, extra = ""): Promise<{ configPath: string; ports: { a: number; b: number } }> {
+export async function writeAccountsConfig(
+  world: AccountsWorld,
+  options: { extra?: string; profiles?: { a: string; b: string } } = {},
+): Promise<{ configPath: string; ports: { a: number; b: number } }> {
+  const extra = options.extra ?? "";
+  const profiles = options.profiles ?? { a: "account-a", b: "account-b" };
   const ports = { a: await freePort(), b: await freePort() };
   const configPath = join(world.dir.path, "rdsd.yaml");
   await writeFile(
@@ -169,13 +298,13 @@ export async function writeAccountsConfig(world: AccountsWorld, extra = ""): Pro
       `    listen: "127.0.0.1:${ports.a}"`,
       `    user: ${ACCOUNT_A.user}`,
       "    database: postgres",
-      "    aws: { profile: account-a }",
+      `    aws: { profile: ${profiles.a} }`,
       "  billing:",
       `    host: ${ACCOUNT_B.host}`,
       `    listen: "127.0.0.1:${ports.b}"`,
       `    user: ${ACCOUNT_B.user}`,
       "    database: postgres",
-      "    aws: { profile: account-b }",
+      `    aws: { profile: ${profiles.b} }`,
       "",
     ].join("\n"),
   );

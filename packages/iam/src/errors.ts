@@ -8,7 +8,7 @@ export interface ErrorDescription {
   fix: string;
 }
 
-export type CredentialErrorKind = "sso-session" | "profile-not-found" | "expired-credentials" | "credential-process" | "no-credentials" | "other";
+export type CredentialErrorKind = "sso-session" | "mfa-required" | "profile-not-found" | "expired-credentials" | "credential-process" | "no-credentials" | "other";
 
 // Messages of the installed SDK (credential-provider-sso, token-providers, credential-provider-ini,
 // credential-provider-process, credential-provider-node) and of SSO/STS service errors.
@@ -20,6 +20,8 @@ const SSO_SESSION = [
   /\bUnauthorizedException\b/, // SSO GetRoleCredentials: access token revoked or unknown
   /run '?aws sso login'?/,
 ];
+// credential-provider-ini, for a role profile with mfa_serial: a daemon has no one to type the code.
+const MFA_REQUIRED = [/requires multi-factor authentication, but no MFA code callback was provided/];
 const PROFILE_NOT_FOUND = [
   /^Profile '?([^'\s]+)'? was not found\b/,
   /^Profile '?([^'\s]+)'? could not be found in shared credentials file/,
@@ -38,6 +40,7 @@ export function credentialErrorKind(error: unknown): CredentialErrorKind {
   const { name, message } = nameAndMessage(error);
   const text = `${name}: ${message}`;
   if (name === "AwsProfileNotFoundError" || PROFILE_NOT_FOUND.some((re) => re.test(message))) return "profile-not-found";
+  if (MFA_REQUIRED.some((re) => re.test(message))) return "mfa-required";
   if (SSO_SESSION.some((re) => re.test(text))) return "sso-session";
   if (EXPIRED_CREDENTIALS.some((re) => re.test(text))) return "expired-credentials";
   if (CREDENTIAL_PROCESS_FAILED.some((re) => re.test(message))) return "credential-process";
@@ -62,6 +65,13 @@ export function describeCredentialError(error: unknown, profile?: string): Error
       return {
         message: `SSO session for profile ${shown} expired or is missing (${detail})`,
         fix: `run \`aws sso login${profileFlag}\``,
+      };
+    case "mfa-required":
+      return {
+        message: `profile ${shown} assumes a role that needs an MFA code (mfa_serial), which a daemon cannot type`,
+        fix:
+          `use an SSO profile (\`aws configure sso\`) for this target, or a credential_process profile that supplies ` +
+          `the role's credentials, and set it as the target's aws.profile`,
       };
     case "profile-not-found":
       return {

@@ -8,4 +8,5 @@ export type { Destination, HostMapping } from "./destinations.js";
 export { parseMapping } from "./destinations.js";
 export { CloseReasons } from "./faults.js";
 export type { CloseReason, FaultSettings } from "./faults.js";
-export type { KnownCredential } from "./sigv4.js";
+export { verifySigV4 } from "./sigv4.js";
+export type { KnownCredential, SignedRequest } from "./sigv4.js";

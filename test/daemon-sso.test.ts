@@ -1,0 +1,119 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { pgClientEnv, runCommand } from "@rdsd/testkit";
+import { ACCOUNT_A, ACCOUNT_B, daemonStatus, rdsd, ssoProfile, startAccountsWorld, startDaemon, writeAccountsConfig, type AccountsWorld } from "./accounts-fixture.js";
+
+// SSO and role profiles through the real SDK code paths, against stand-ins for SSO (GetRoleCredentials) and STS
+// (AssumeRole): one account's SSO session expiring fails only its targets, and a fresh `aws sso login` cache
+// file brings them back with no restart; a role profile's AssumeRole is signed by its source profile; a role
+// that needs an MFA code is refused with the fix.
+
+const HOUR = 3600_000;
+let world: AccountsWorld;
+beforeAll(async () => {
+  world = await startAccountsWorld();
+  world.env["AWS_ENDPOINT_URL_SSM"] = world.emulator.endpoint; // one variable for every target's SSM calls
+});
+afterAll(async () => {
+  await world?.close();
+});
+
+function psql(port: number) {
+  return runCommand("psql", ["-X", "-At", `host=127.0.0.1 port=${port} dbname=postgres`, "-c", "SELECT current_user"], { env: pgClientEnv({ PGCONNECT_TIMEOUT: "30" }) });
+}
+
+describe("SSO expiry in one account", () => {
+  it("fails only that account's targets with the fix, and they recover from a fresh cache file without a restart", async () => {
+    await world.writeAwsConfig([...ssoProfile("sso-a", "corp-a", ACCOUNT_A), ...ssoProfile("sso-b", "corp-b", ACCOUNT_B)]);
+    await world.writeAwsCredentials([]);
+    world.validSsoTokens.add("token-a-1").add("token-b-1");
+    await world.writeSsoCache("corp-a", "token-a-1", new Date(Date.now() + 8 * HOUR));
+    await world.writeSsoCache("corp-b", "token-b-1", new Date(Date.now() + 8 * HOUR));
+    const { configPath, ports } = await writeAccountsConfig(world, { profiles: { a: "sso-a", b: "sso-b" } });
+    const daemon = await startDaemon(configPath, world.env);
+    try {
+      expect((await psql(ports.a)).stdout.trim()).toBe(ACCOUNT_A.user);
+      expect((await psql(ports.b)).stdout.trim()).toBe(ACCOUNT_B.user);
+      expect(new Set(world.sso.requests.map((r) => `${r.caller} ${r.asked}`))).toEqual(new Set([`token-a-1 ${ACCOUNT_A.account}`, `token-b-1 ${ACCOUNT_B.account}`]));
+      const pid = (await daemonStatus(world.env)).pid;
+
+      // Hours later: account A's SSO session has ended (what `aws sso login` left behind has expired).
+      await world.writeSsoCache("corp-a", "token-a-1", new Date(Date.now() - 60_000));
+      world.validSsoTokens.delete("token-a-1");
+      expect((await rdsd(["restart", "orders"], world.env)).code).toBe(0);
+      await expect
+        .poll(async () => (await daemonStatus(world.env)).targets.find((t) => t.name === "orders")!.lastError, { timeout: 30_000 })
+        .toMatchObject({ message: expect.stringContaining("sso-a"), fix: "run `aws sso login --profile sso-a`" });
+
+      // A client of A is told why, and what to do.
+      const refused = await psql(ports.a);
+      expect(refused.code).not.toBe(0);
+      expect(refused.stderr).toContain("aws sso login --profile sso-a");
+
+      // Account B keeps serving, new sessions included.
+      const requestsBefore = world.sso.requests.length;
+      expect((await rdsd(["restart", "billing"], world.env)).code).toBe(0);
+      const b = await psql(ports.b);
+      expect(b.stderr).toBe("");
+      expect(b.stdout.trim()).toBe(ACCOUNT_B.user);
+      const billing = (await daemonStatus(world.env)).targets.find((t) => t.name === "billing")!;
+      expect(billing).toMatchObject({ state: "ready", lastError: null, profile: "sso-b" });
+      expect(world.sso.requests.slice(requestsBefore).every((r) => r.caller !== "token-a-1")).toBe(true);
+
+      // `aws sso login --profile sso-a` writes a fresh cache file: the next client connection brings A back.
+      world.validSsoTokens.add("token-a-2");
+      await world.writeSsoCache("corp-a", "token-a-2", new Date(Date.now() + 8 * HOUR));
+      await expect.poll(async () => (await psql(ports.a)).stdout.trim(), { timeout: 60_000 }).toBe(ACCOUNT_A.user);
+      const status = await daemonStatus(world.env);
+      expect(status.pid).toBe(pid);
+      // (lastError keeps the refused client's error: the proxy reports its last client failure until the next one.)
+      expect(status.targets.find((t) => t.name === "orders")).toMatchObject({ state: "ready", profile: "sso-a" });
+      expect(world.sso.requests.some((r) => r.caller === "token-a-2" && r.asked === ACCOUNT_A.account)).toBe(true);
+    } finally {
+      expect(await daemon.stop()).toBe(0);
+    }
+  }, 150_000);
+});
+
+describe("role profiles", () => {
+  it("assumes a role_arn + source_profile role through STS signed by the source profile, and refuses an MFA role with the fix", async () => {
+    const base = { accessKeyId: "AKIDTESTBASEUSER0009", secretAccessKey: "base-user-secret-not-a-real-aws-key-0009" };
+    world.stsCallers.splice(0, world.stsCallers.length, base);
+    await world.writeAwsConfig([
+      "[profile base]",
+      "region = eu-west-2",
+      "[profile role-b]",
+      `role_arn = arn:aws:iam::${ACCOUNT_B.account}:role/DbAccess`,
+      "source_profile = base",
+      "region = eu-west-2",
+      "[profile mfa-a]",
+      `role_arn = arn:aws:iam::${ACCOUNT_A.account}:role/DbAccess`,
+      "source_profile = base",
+      "mfa_serial = arn:aws:iam::999999999999:mfa/dev",
+      "region = eu-west-2",
+    ]);
+    await world.writeAwsCredentials(["[base]", `aws_access_key_id = ${base.accessKeyId}`, `aws_secret_access_key = ${base.secretAccessKey}`]);
+    const { configPath, ports } = await writeAccountsConfig(world, { profiles: { a: "mfa-a", b: "role-b" } });
+    const stsBefore = world.sts.requests.length;
+    const daemon = await startDaemon(configPath, world.env);
+    try {
+      const b = await psql(ports.b);
+      expect(b.stderr).toBe("");
+      expect(b.stdout.trim()).toBe(ACCOUNT_B.user);
+      // AssumeRole was signed by the source profile's key (its signature checked by the stand-in).
+      expect(world.sts.requests.slice(stsBefore)).toContainEqual({ path: "AssumeRole", caller: base.accessKeyId, asked: `arn:aws:iam::${ACCOUNT_B.account}:role/DbAccess` });
+      expect(world.sts.requests.slice(stsBefore).every((r) => r.asked !== `arn:aws:iam::${ACCOUNT_A.account}:role/DbAccess`)).toBe(true);
+      // ...and the session was started with the role's keys.
+      const session = world.emulator.sessions({ active: true }).find((s) => s.properties.host === ACCOUNT_B.host);
+      expect(session).toMatchObject({ account: ACCOUNT_B.account, startedBy: ACCOUNT_B.accessKeyId });
+
+      const orders = (await daemonStatus(world.env)).targets.find((t) => t.name === "orders")!;
+      expect(orders.state).not.toBe("ready");
+      expect(orders.lastError?.message).toContain("profile mfa-a assumes a role that needs an MFA code");
+      expect(orders.lastError?.fix).toContain("use an SSO profile");
+      expect(orders.lastError?.fix).toContain("credential_process");
+      expect(world.emulator.sessions().some((s) => s.properties.host === ACCOUNT_A.host && s.state !== "Terminated")).toBe(false);
+    } finally {
+      expect(await daemon.stop()).toBe(0);
+    }
+  }, 90_000);
+});
