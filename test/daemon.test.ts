@@ -148,6 +148,68 @@ targets:
     await once(child, "exit");
   });
 
+  it("parks a cleanly ended connection for the next client, counts it in status, and closes it on restart; pool: false turns reuse off", async () => {
+    const port = await freePort();
+    const configPath = join(dir.path, "pool.yaml");
+    const config = (pool: string) => `targets:
+  orders:
+    host: ${HOST}
+    listen: "127.0.0.1:${port}"
+    user: app
+    database: orders
+    auth: { password: { env: APP_PASSWORD } }
+    tls: { ca: ${rds.caPath} }
+    tunnel: { driver: direct, address: "127.0.0.1:${pgServer.port}" }
+${pool}`;
+    await writeFile(configPath, config(""));
+    const { child, output } = await startDaemon(configPath, { APP_PASSWORD: "app-secret" });
+    const env = { ...process.env, RDSD_STATE_DIR: join(dir.path, "state"), RDSD_RUNTIME_DIR: join(dir.path, "run") };
+    const status = async () => {
+      const run = await runCommand(process.execPath, [RDSD, "status", "--json"], { env });
+      return (JSON.parse(run.stdout) as { targets: Array<{ parked: number; spares: number }> }).targets[0]!;
+    };
+    // Parking happens after the client has gone (a reset round trip): polled, bounded, as no event reaches here.
+    const untilParked = async (n: number) => {
+      const deadline = performance.now() + 10_000;
+      while ((await status()).parked !== n) {
+        if (performance.now() > deadline) throw new Error(`status never showed parked: ${n}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    };
+    const backendOfNewClient = async () => {
+      const client = new pg.Client({ host: "127.0.0.1", port, user: "whoever" });
+      await client.connect();
+      const pid = (await client.query("SELECT pg_backend_pid() AS pid")).rows[0].pid as number;
+      await client.end();
+      return pid;
+    };
+
+    const first = await backendOfNewClient();
+    await untilParked(1);
+    expect(await status()).toMatchObject({ parked: 1, spares: 0 });
+    expect(await backendOfNewClient()).toBe(first);
+    await untilParked(1);
+
+    expect((await runCommand(process.execPath, [RDSD, "restart", "orders"], { env })).code).toBe(0);
+    expect((await status()).parked).toBe(0);
+    const deadline = performance.now() + 10_000;
+    while ((await pgServer.admin("SELECT 1 FROM pg_stat_activity WHERE pid = $1", [first])).rows.length > 0) {
+      if (performance.now() > deadline) throw new Error(`backend ${first} outlived the restart`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+
+    await writeFile(configPath, config("    pool: false\n"));
+    const reloaded = waitForOutput(child, output, "configuration reloaded");
+    child.kill("SIGHUP");
+    await reloaded;
+    const a = await backendOfNewClient();
+    const b = await backendOfNewClient();
+    expect(b).not.toBe(a);
+    expect((await status()).parked).toBe(0);
+    child.kill("SIGTERM");
+    await once(child, "exit");
+  });
+
   it("refuses a bad config naming file, line and key, with exit code 1", async () => {
     const configPath = join(dir.path, "bad.yaml");
     await writeFile(configPath, `targets:\n  orders:\n    host: ${HOST}\n    listen: abc\n    user: app\n    tunnel: { driver: direct }\n`);

@@ -42,7 +42,7 @@ program
 
 program
   .command("status")
-  .description("per target: listen address, tunnel state, session, uptime, connections, bytes, token age, last error")
+  .description("per target: listen address, tunnel state, session, uptime, connections, parked and spare server connections, bytes, token age, last error")
   .argument("[target]", "only this target")
   .option("--json", "one JSON object with a `targets` array (stable shape, see README)")
   .action((target: string | undefined, opts: { json?: boolean }) => run(async () => (await import("./commands/status.js")).statusCommand(target, opts))());

@@ -180,6 +180,49 @@ export function readDuration(reader: YamlReader, entry: Entry): number | undefin
   return undefined;
 }
 
+/** The `pool` keys one layer wrote. */
+export interface PoolLayer {
+  idle?: number;
+  idleTimeoutMs?: number;
+  spares?: number;
+}
+
+const POOL_EXPECTED = "false, or a mapping such as { idle: 4, idleTimeout: 5m, spares: 1 }";
+
+/** `pool`: false (reuse and spares off), true (the defaults), or { idle, idleTimeout, spares }. */
+export function readPool(reader: YamlReader, entry: Entry): PoolLayer | false | undefined {
+  const node = reader.resolve(entry.value);
+  if (isScalar(node)) {
+    if (node.value === false) return false;
+    if (node.value === true) return {};
+    reader.report(entry.value, entry.path, `expected ${POOL_EXPECTED}, got ${reader.describe(entry.value)}`);
+    return undefined;
+  }
+  const view = reader.map(entry.value, entry.path, { known: ["idle", "idleTimeout", "spares"] }, POOL_EXPECTED, entry.keyNode);
+  if (view === undefined) return undefined;
+  const pool: PoolLayer = {};
+  let ok = true;
+  const idle = view.entries.get("idle");
+  if (idle !== undefined) {
+    const value = reader.integer(idle, 0, 100, "a number of parked connections 0-100");
+    if (value === undefined) ok = false;
+    else pool.idle = value;
+  }
+  const idleTimeout = view.entries.get("idleTimeout");
+  if (idleTimeout !== undefined) {
+    const value = readDuration(reader, idleTimeout);
+    if (value === undefined) ok = false;
+    else pool.idleTimeoutMs = value;
+  }
+  const spares = view.entries.get("spares");
+  if (spares !== undefined) {
+    const value = reader.integer(spares, 0, 8, "a number of spare connections 0-8");
+    if (value === undefined) ok = false;
+    else pool.spares = value;
+  }
+  return ok ? pool : undefined;
+}
+
 /** `pluginPath`: a bare command name is looked up in $PATH at run time; anything else is a path. */
 export function readExecutable(reader: YamlReader, entry: Entry, base: PathBase): string | undefined {
   const expected = "an executable name (looked up in PATH) or a path";

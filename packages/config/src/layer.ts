@@ -2,7 +2,7 @@
 // target. Layers keep only what was written; resolve.ts stacks target over defaults.
 
 import type { PathBase } from "./paths.js";
-import { readAuth, readAws, readBastion, readDuration, readExecutable, readHostPort, readPath, readPort, type AwsLayer } from "./fields.js";
+import { readAuth, readAws, readBastion, readDuration, readExecutable, readHostPort, readPath, readPool, readPort, type AwsLayer, type PoolLayer } from "./fields.js";
 import type { AuthConfig, BastionConfig, TunnelDriver, TunnelMode } from "./types.js";
 import type { Entry, MapView, ValueNode, YamlReader } from "./yaml-reader.js";
 
@@ -10,7 +10,7 @@ export const DRIVERS: readonly TunnelDriver[] = ["native", "plugin", "direct"];
 export const MODES: readonly TunnelMode[] = ["eager", "lazy"];
 
 /** Keys allowed both in `defaults` and in a target. */
-export const SHARED_KEYS = ["aws", "user", "port", "auth", "tls", "clientTls", "tunnel", "bastion", "allowOtherUsers", "allowNonLoopback"] as const;
+export const SHARED_KEYS = ["aws", "user", "port", "auth", "tls", "clientTls", "tunnel", "bastion", "allowOtherUsers", "allowNonLoopback", "pool"] as const;
 /** Keys allowed only in a target. */
 export const TARGET_ONLY_KEYS = ["host", "listen", "database"] as const;
 
@@ -40,6 +40,8 @@ export interface Layer {
   allowNonLoopback?: boolean;
   tunnel: TunnelLayer;
   bastion?: BastionConfig;
+  /** `pool` as written: false, or the keys given. */
+  pool?: PoolLayer | false;
   /** Keys given but invalid ("bastion", "tunnel.driver", ...): checks depending on them are skipped, to avoid knock-on errors. */
   broken: Set<string>;
   /** Nodes of keys that only apply to some drivers or modes, to point at when they do not apply. */
@@ -67,6 +69,7 @@ export function readLayer(reader: YamlReader, view: MapView, base: PathBase, whe
   layer.allowOtherUsers = read("allowOtherUsers", (e) => reader.boolean(e));
   layer.allowNonLoopback = read("allowNonLoopback", (e) => reader.boolean(e));
   layer.bastion = read("bastion", (e) => readBastion(reader, e));
+  layer.pool = read("pool", (e) => readPool(reader, e));
 
   const tls = view.entries.get("tls");
   if (tls !== undefined) {

@@ -84,6 +84,7 @@ describe("parseConfig: a valid file", () => {
       clientTls: false,
       tunnel: { driver: "native", mode: "eager", idleTimeoutMs: 300_000, sessions: 2, pluginPath: "session-manager-plugin" },
       bastion: { tag: { key: "Name", value: "db-bastion" } },
+      pool: { idle: 4, idleTimeoutMs: 300_000, spares: 1 },
     });
   });
 
@@ -102,6 +103,7 @@ describe("parseConfig: a valid file", () => {
       tunnel: { driver: "native", mode: "lazy", idleTimeoutMs: 300_000, sessions: 4, pluginPath: "session-manager-plugin" },
       // the other bastion form replaces the default one entirely
       bastion: { instanceId: "i-0123456789abcdef0" },
+      pool: { idle: 4, idleTimeoutMs: 300_000, spares: 1 },
     });
     expect(billing?.database).toBeUndefined();
   });
@@ -429,6 +431,51 @@ describe("parseConfig: local access opt-ins", () => {
     expect(errorsOf(yaml("defaults: { allowOtherUsers: yes, allowNonLoopback: 1 }", "targets:", "  a:", ...GOOD_TARGET, "    listen: 6432"))).toEqual([
       `${FILE}:1:30: defaults.allowOtherUsers: expected true or false, got "yes"`,
       `${FILE}:1:53: defaults.allowNonLoopback: expected true or false, got 1`,
+    ]);
+  });
+});
+
+describe("parseConfig: pool", () => {
+  it("is on by default: 4 parked for 5m, one spare through SSM and none for direct", () => {
+    const config = parse(yaml("targets:", "  a:", ...GOOD_TARGET, "    listen: 6432", "  b:", ...GOOD_TARGET, "    listen: 6433", "    tunnel: { driver: direct }"));
+    expect(config.targets.map((t) => t.pool)).toEqual([
+      { idle: 4, idleTimeoutMs: 300_000, spares: 1 },
+      { idle: 4, idleTimeoutMs: 300_000, spares: 0 },
+    ]);
+  });
+
+  it("stacks the target's keys over defaults', and false turns it off (true turns it back on)", () => {
+    const config = parse(
+      yaml(
+        "defaults: { pool: { idle: 10, idleTimeout: 30s } }",
+        "targets:",
+        "  a:",
+        ...GOOD_TARGET,
+        "    listen: 6432",
+        "    pool: { spares: 3 }",
+        "  b:",
+        ...GOOD_TARGET,
+        "    listen: 6433",
+        "    pool: false",
+        "  c:",
+        ...GOOD_TARGET,
+        "    listen: 6434",
+      ),
+    );
+    expect(config.targets.map((t) => t.pool)).toEqual([{ idle: 10, idleTimeoutMs: 30_000, spares: 3 }, false, { idle: 10, idleTimeoutMs: 30_000, spares: 1 }]);
+    const off = parse(yaml("defaults: { pool: false }", "targets:", "  a:", ...GOOD_TARGET, "    listen: 6432", "  b:", ...GOOD_TARGET, "    listen: 6433", "    pool: true"));
+    expect(off.targets.map((t) => t.pool)).toEqual([false, { idle: 4, idleTimeoutMs: 300_000, spares: 1 }]);
+  });
+
+  it("names file:line:col and the key for bad values", () => {
+    expect(
+      errorsOf(yaml("defaults:", "  pool: { idle: -1, idleTimeout: soon, spares: 9, size: 2 }", "targets:", "  a:", ...GOOD_TARGET, "    listen: 6432", "    pool: off")),
+    ).toEqual([
+      `${FILE}:2:17: defaults.pool.idle: expected a number of parked connections 0-100, got -1`,
+      `${FILE}:2:34: defaults.pool.idleTimeout: expected a duration such as "30s", "10m", "1h" or a number of seconds (more than zero), got "soon"`,
+      `${FILE}:2:48: defaults.pool.spares: expected a number of spare connections 0-8, got 9`,
+      `${FILE}:2:51: defaults.pool.size: unknown key (expected one of: idle, idleTimeout, spares)`,
+      `${FILE}:9:11: targets.a.pool: expected false, or a mapping such as { idle: 4, idleTimeout: 5m, spares: 1 }, got "off"`,
     ]);
   });
 });

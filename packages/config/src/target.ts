@@ -6,7 +6,7 @@ import { regionFromRdsHostname } from "./aws-names.js";
 import { readHost, type AwsLayer } from "./fields.js";
 import { readLayer, SHARED_KEYS, TARGET_ONLY_KEYS, type Layer } from "./layer.js";
 import type { PathBase } from "./paths.js";
-import type { AwsSettings, ListenAddress, TargetConfig, TunnelConfig } from "./types.js";
+import type { AwsSettings, ListenAddress, PoolConfig, TargetConfig, TunnelConfig } from "./types.js";
 import type { Entry, ValueNode, YamlReader } from "./yaml-reader.js";
 
 /** Target names appear in CLI commands and URLs. */
@@ -15,6 +15,8 @@ const TARGET_NAME = /^[a-z0-9][a-z0-9_-]*$/;
 export const DEFAULT_PORT = 5432;
 export const DEFAULT_IDLE_TIMEOUT_MS = 10 * 60_000;
 export const DEFAULT_PLUGIN_PATH = "session-manager-plugin";
+export const DEFAULT_POOL_IDLE = 4;
+export const DEFAULT_POOL_IDLE_TIMEOUT_MS = 5 * 60_000;
 
 /** What reading one target gave: its listen addresses even when other keys are at fault, for cross-target checks. */
 export interface ReadTarget {
@@ -86,6 +88,7 @@ export function readTarget(reader: YamlReader, entry: Entry, inherited: Inherite
     tls: { ca: own.tlsCa ?? defaults.tlsCa ?? "rds" },
     clientTls: own.clientTls ?? defaults.clientTls ?? true,
     tunnel,
+    pool: mergePool(own, defaults, tunnel),
   };
   if (database !== undefined) config.database = database;
   if (allowOtherUsers) config.allowOtherUsers = true;
@@ -146,6 +149,22 @@ function mergeTunnel(own: Layer, defaults: Layer): TunnelConfig {
   };
   if (t.address !== undefined) tunnel.address = t.address;
   return tunnel;
+}
+
+/**
+ * `pool: false` on the target turns reuse off whatever defaults say; a target's mapping is laid key by key
+ * over defaults' (over the built-in values when defaults say false or nothing). Spares default to one
+ * through an SSM tunnel, where each round trip of a cold login is expensive, and none for direct.
+ */
+function mergePool(own: Layer, defaults: Layer, tunnel: TunnelConfig): PoolConfig | false {
+  if (own.pool === false || (own.pool === undefined && defaults.pool === false)) return false;
+  const d = defaults.pool === false ? {} : (defaults.pool ?? {});
+  const t = own.pool ?? {};
+  return {
+    idle: t.idle ?? d.idle ?? DEFAULT_POOL_IDLE,
+    idleTimeoutMs: t.idleTimeoutMs ?? d.idleTimeoutMs ?? DEFAULT_POOL_IDLE_TIMEOUT_MS,
+    spares: t.spares ?? d.spares ?? (tunnel.driver === "direct" ? 0 : 1),
+  };
 }
 
 function isBroken(key: string, own: Layer, defaults: Layer): boolean {

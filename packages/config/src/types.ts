@@ -81,6 +81,19 @@ export interface TunnelConfig {
   pluginPath: string;
 }
 
+/**
+ * Reuse of logged-in server connections and warm spares for one target (see config/README.md, `pool`).
+ * `false` in the config turns both off.
+ */
+export interface PoolConfig {
+  /** Server connections parked for reuse after clients end cleanly, at most; 0-100. Default 4. */
+  idle: number;
+  /** A parked connection unused this long is closed. Default 300000 (5m). */
+  idleTimeoutMs: number;
+  /** Connections kept with TLS done and nothing sent, for the next cold login; 0-8. Default 1 for SSM drivers, 0 for direct. */
+  spares: number;
+}
+
 /** Upstream TLS settings. verify-full always: the certificate must match `host`. */
 export interface UpstreamTls {
   /** "rds" = the bundled RDS CA certificates; otherwise an absolute path to a PEM file of CAs. */
@@ -123,6 +136,8 @@ export interface TargetConfig {
   tunnel: TunnelConfig;
   /** The SSM bastion; always set for the native and plugin drivers, optional for direct. */
   bastion?: BastionConfig;
+  /** Connection reuse and warm spares; false: every client logs in afresh on a new connection. */
+  pool: PoolConfig | false;
 }
 
 /** What changed between two configurations, by target name (used by reload). */

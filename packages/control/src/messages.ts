@@ -36,6 +36,10 @@ export interface TargetStatus {
   database: string | null;
   /** Open client connections. */
   connections: number;
+  /** Logged-in server connections parked for reuse (config `pool.idle`). */
+  parked: number;
+  /** Server connections kept with TLS done and nothing sent, for the next cold login (config `pool.spares`). */
+  spares: number;
   bytesFromClients: number;
   bytesToClients: number;
   /** SSM session ids in use (empty for the direct driver). */

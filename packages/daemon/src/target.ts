@@ -78,6 +78,7 @@ export class Target {
       dialer: this.dialer!,
       clientTls: this.config.clientTls ? this.services.localCertificate : null,
       allowOtherUsers: this.config.allowOtherUsers === true,
+      pool: this.config.pool && { idle: this.config.pool.idle, idleTimeoutMs: this.config.pool.idleTimeoutMs },
       logger: this.log,
     });
     this.warnAboutOptIns();
@@ -96,6 +97,8 @@ export class Target {
   /** Rebuilds the way to the database (a new tunnel; for direct, a fresh setup). Open relays keep theirs. */
   async restart(): Promise<void> {
     this.log.info("restarting");
+    // Parked connections ride on the old way to the database: a restart must not hand them out.
+    this.proxy?.closeIdle();
     if (this.tunnel && !this.setupError) {
       await this.tunnel.restart();
       this.followTunnel();
@@ -133,6 +136,8 @@ export class Target {
       region: this.region ?? null,
       database: this.config.database ?? null,
       connections: stats?.connections ?? 0,
+      parked: stats?.parked ?? 0,
+      spares: stats?.spares ?? 0,
       bytesFromClients: stats?.bytesFromClients ?? 0,
       bytesToClients: stats?.bytesToClients ?? 0,
       sessionIds: tunnel?.sessionIds ?? [],

@@ -15,6 +15,11 @@ export interface Dialer {
   describe(): string;
   /** What a client is told dropped when its stream ends mid-session ("the SSM tunnel"). Default: "the connection". */
   readonly carrier?: string;
+  /**
+   * Tells the dialer a stream it gave carries no client now (parked for reuse), or carries one again: a
+   * lazy tunnel closes when no stream carries a client, whatever is parked.
+   */
+  markIdle?(stream: Duplex, idle: boolean): void;
 }
 
 /** Connects straight to an address: the `direct` tunnel driver (VPN, Direct Connect, tests). */

@@ -14,6 +14,8 @@ export interface ParkedConnection {
   carrier: string;
   /** Why the connection's upstream stream ended, if it did (for telling its client). */
   streamError(): Error | undefined;
+  /** Tells the dialer whether the connection carries a client (see Dialer.markIdle). */
+  markIdle(idle: boolean): void;
 }
 
 interface Entry {

@@ -307,6 +307,7 @@ export class TargetProxy extends EventEmitter {
     try {
       if (parked) {
         connection = parked;
+        connection.markIdle(false);
       } else {
         const session = await this.login(client, startup);
         if (!session.ready || !session.backendKey) {
@@ -315,7 +316,15 @@ export class TargetProxy extends EventEmitter {
           await relay(client, session.socket);
           return;
         }
-        connection = { socket: session.socket, backendKey: session.backendKey, parameters: session.parameters, negotiation: session.negotiation, carrier: session.carrier, streamError: session.streamError };
+        connection = {
+          socket: session.socket,
+          backendKey: session.backendKey,
+          parameters: session.parameters,
+          negotiation: session.negotiation,
+          carrier: session.carrier,
+          streamError: session.streamError,
+          markIdle: session.markIdle,
+        };
         fresh = { greeting: session.greeting, pending: session.pending };
       }
     } catch (err) {
@@ -393,6 +402,7 @@ export class TargetProxy extends EventEmitter {
     }
     if (fit && generation === this.poolGeneration && !this.stopping && this.pool && !connection.socket.destroyed) {
       this.pool.park(poolKey, connection);
+      connection.markIdle(true);
       this.logger.debug("server connection parked", { target: this.name, backendPid: connection.backendKey.processId, parked: this.pool.size });
     } else {
       connection.socket.destroy();
@@ -465,7 +475,8 @@ export class TargetProxy extends EventEmitter {
       const upstream = await secureUpstream(stream, target, signal);
       upstream.on("error", () => upstream.destroy());
       const session = await loginUpstream(upstream, target, startup, secret, signal);
-      return { ...session, carrier: dialer.carrier ?? "the connection", streamError: () => streamError };
+      const dialed = stream;
+      return { ...session, carrier: dialer.carrier ?? "the connection", streamError: () => streamError, markIdle: (idle: boolean) => dialer.markIdle?.(dialed, idle) };
     } catch (err) {
       stream?.destroy();
       throw err;

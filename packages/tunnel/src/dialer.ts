@@ -20,4 +20,8 @@ export class TunnelDialer implements Dialer {
   describe(): string {
     return this.description;
   }
+
+  markIdle(stream: Duplex, idle: boolean): void {
+    this.supervisor.markIdle(stream, idle);
+  }
 }

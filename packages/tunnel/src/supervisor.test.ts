@@ -159,6 +159,30 @@ describe("Supervisor state machine (manual clock)", () => {
     await supervisor.stop();
   });
 
+  it("lazy: a stream marked idle (a parked server connection) does not keep the tunnel open; one used again does", async () => {
+    const { clock, factory, supervisor } = setup({ mode: "lazy" });
+    supervisor.start();
+    await settle();
+    const parked = await supervisor.acquire(new AbortController().signal);
+    const client = await supervisor.acquire(new AbortController().signal);
+    supervisor.markIdle(parked, true);
+    client.destroy();
+    await settle();
+    // Used again before the timeout: the timer stops; idle again, it starts afresh.
+    clock.advance(30_000);
+    supervisor.markIdle(parked, false);
+    clock.advance(60_000);
+    expect(supervisor.state).toBe("ready");
+    supervisor.markIdle(parked, true);
+    clock.advance(59_999);
+    expect(supervisor.state).toBe("ready");
+    clock.advance(1);
+    await settle();
+    expect(supervisor.state).toBe("idle");
+    expect(factory.sessions[0]!.closed).toBe(true);
+    await supervisor.stop();
+  });
+
   it("replaces a session before its age limit and lets the old one drain", async () => {
     const { clock, factory, supervisor } = setup();
     supervisor.start();

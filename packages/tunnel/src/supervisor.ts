@@ -133,6 +133,8 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
   /** Opens in flight and sessions being closed outside stop() (failed probes, replacements): stop() waits for them. */
   private readonly closing = new Set<Promise<void>>();
   private readonly streams = new Set<Duplex>();
+  /** Of `streams`, those carrying no client now (see markIdle). */
+  private readonly idleStreams = new Set<Duplex>();
   /** Client streams per session (probes excluded, counted synchronously): what connections are spread by. */
   private readonly load = new Map<TunnelSession, number>();
   private active = false;
@@ -524,24 +526,50 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
     return best;
   }
 
+  /**
+   * A stream that carries no client now (a logged-in server connection parked for reuse) does not keep a
+   * lazy tunnel open: the idle timer counts only streams in use. Closing the sessions closes the idle ones.
+   */
+  markIdle(stream: Duplex, idle: boolean): void {
+    if (!this.streams.has(stream)) return;
+    if (idle) {
+      this.idleStreams.add(stream);
+      this.armIdleTimer();
+    } else {
+      this.idleStreams.delete(stream);
+      this.clock.clearTimeout(this.idleTimer);
+      this.idleTimer = undefined;
+    }
+  }
+
   private track(stream: Duplex, session: TunnelSession): void {
     this.streams.add(stream);
     this.load.set(session, (this.load.get(session) ?? 0) + 1);
     stream.once("close", () => {
       this.streams.delete(stream);
+      this.idleStreams.delete(stream);
       this.unload(session);
-      if (this.streams.size === 0 && this.options.mode === "lazy" && this.active && !this.stopped) {
-        this.clock.clearTimeout(this.idleTimer);
-        this.idleTimer = this.clock.setTimeout(() => {
-          this.idleTimer = undefined;
-          if (this.streams.size === 0) {
-            this.logger.info("tunnel idle; closing its sessions", { target: this.options.name });
-            void this.deactivate();
-          }
-        }, this.options.idleTimeoutMs);
-      }
+      this.armIdleTimer();
       for (const session of this.draining.keys()) if (session.activeStreams === 0) this.closeLater(session);
     });
+  }
+
+  /** Streams carrying a client now. */
+  private get busyStreams(): number {
+    return this.streams.size - this.idleStreams.size;
+  }
+
+  /** Lazy mode: once no stream carries a client, close the sessions after idleTimeout (unless one is used again). */
+  private armIdleTimer(): void {
+    if (this.busyStreams !== 0 || this.options.mode !== "lazy" || !this.active || this.stopped) return;
+    this.clock.clearTimeout(this.idleTimer);
+    this.idleTimer = this.clock.setTimeout(() => {
+      this.idleTimer = undefined;
+      if (this.busyStreams === 0) {
+        this.logger.info("tunnel idle; closing its sessions", { target: this.options.name });
+        void this.deactivate();
+      }
+    }, this.options.idleTimeoutMs);
   }
 
   private unload(session: TunnelSession): void {

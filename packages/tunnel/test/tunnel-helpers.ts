@@ -20,6 +20,7 @@ export function target(overrides: Partial<Omit<TargetConfig, "tunnel">> & { tunn
     tls: { ca: "rds" },
     clientTls: false,
     bastion: { instanceId: "i-0e1d2c3b4a5968778" },
+    pool: false,
     ...rest,
     tunnel: { driver: "native", mode: "eager", idleTimeoutMs: 600_000, sessions: 1, pluginPath: "session-manager-plugin", ...tunnel },
   };

@@ -17,7 +17,7 @@ const STATE_COLOUR: Record<TargetState, keyof Paint> = { ready: "green", idle: "
 
 /** The human view of `rdsd status`: one row per target, then each target's last error with its fix. */
 export function formatStatus(status: DaemonStatus, paint: Paint, now: number): string {
-  const header = ["TARGET", "LISTEN", "STATE", "SESSION", "UPTIME", "CONNS", "IN/OUT", "TOKEN AGE"].map((h) => paint.bold(h));
+  const header = ["TARGET", "LISTEN", "STATE", "SESSION", "UPTIME", "CONNS", "PARKED", "SPARES", "IN/OUT", "TOKEN AGE"].map((h) => paint.bold(h));
   const rows = status.targets.map((t) => [
     t.name,
     t.listen.join(" "),
@@ -25,6 +25,8 @@ export function formatStatus(status: DaemonStatus, paint: Paint, now: number): s
     t.sessionIds.length === 0 ? "-" : t.sessionIds.join(","),
     formatDuration(Math.max(0, (now - Date.parse(t.since)) / 1000)),
     String(t.connections),
+    String(t.parked),
+    String(t.spares),
     `${formatBytes(t.bytesFromClients)}/${formatBytes(t.bytesToClients)}`,
     t.tokenAgeSeconds === null ? "-" : formatDuration(t.tokenAgeSeconds),
   ]);
