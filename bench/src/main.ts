@@ -18,6 +18,7 @@ import { BENCH_DATABASE, BENCH_USER, makeBenchTls, postgresOsUser, startBenchDat
 import { measureBulk } from "./scenarios/bulk.js";
 import { measureConnect } from "./scenarios/connect.js";
 import { measureIdleClients, measureIdleRss, measureStatus } from "./scenarios/footprint.js";
+import { measureIdleTunnels } from "./scenarios/idle.js";
 import { measureRelay } from "./scenarios/relay.js";
 import { measureTunnels } from "./scenarios/tunnels.js";
 import { median } from "./stats.js";
@@ -124,6 +125,7 @@ async function main(): Promise<void> {
       rows.push(await measureIdleRss(ctx, FOOTPRINT_TARGETS));
       rows.push(await measureStatus(ctx));
       rows.push(await measureIdleClients(ctx));
+      rows.push(...(await measureIdleTunnels(ctx, FOOTPRINT_TARGETS)));
     }
     if (args.only.has("relay")) {
       log("relay (pgbench -S)...");

@@ -26,11 +26,13 @@ export interface Plan {
   /** pgbench -S client counts and protocols of the relay section. */
   relayClients: number[];
   relayModes: Array<"simple" | "prepared">;
+  /** How long the idle daemon with eager SSM targets is watched for CPU and wake-ups. */
+  idleSeconds: number;
 }
 
 export const PLANS: Record<RunMode, Plan> = {
-  short: { mode: "short", relaySeconds: 5, repetitions: 1, connectSeconds: 5, bulkRows: 1_000_000, bulkRepetitions: 1, idleClients: 1000, statusRuns: 5, pgbenchScale: 10, tunnelTransferMb: 2, tunnelSessions: 4, quietWaitMs: 5_000, timeWaitSettleMs: 20_000, relayClients: [1, 16, 64], relayModes: ["simple", "prepared"] },
-  long: { mode: "long", relaySeconds: 20, repetitions: 3, connectSeconds: 15, bulkRows: 1_000_000, bulkRepetitions: 3, idleClients: 1000, statusRuns: 20, pgbenchScale: 10, tunnelTransferMb: 8, tunnelSessions: 4, quietWaitMs: 60_000, timeWaitSettleMs: 65_000, relayClients: [1, 16, 64], relayModes: ["simple", "prepared"] },
+  short: { mode: "short", relaySeconds: 5, repetitions: 1, connectSeconds: 5, bulkRows: 1_000_000, bulkRepetitions: 1, idleClients: 1000, statusRuns: 5, pgbenchScale: 10, tunnelTransferMb: 2, tunnelSessions: 4, quietWaitMs: 5_000, timeWaitSettleMs: 20_000, relayClients: [1, 16, 64], relayModes: ["simple", "prepared"], idleSeconds: 60 },
+  long: { mode: "long", relaySeconds: 20, repetitions: 3, connectSeconds: 15, bulkRows: 1_000_000, bulkRepetitions: 3, idleClients: 1000, statusRuns: 20, pgbenchScale: 10, tunnelTransferMb: 8, tunnelSessions: 4, quietWaitMs: 60_000, timeWaitSettleMs: 65_000, relayClients: [1, 16, 64], relayModes: ["simple", "prepared"], idleSeconds: 60 },
 };
 
 export type PathName = "direct" | "rdsd" | "pgbouncer";

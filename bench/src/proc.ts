@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 
 /** Kernel clock ticks per second for /proc/<pid>/stat times (Linux: 100 on every supported arch). */
 const CLOCK_TICKS = 100;
@@ -9,6 +9,8 @@ export interface ProcessSample {
   rssBytes: number;
   /** User + system CPU time consumed so far. */
   cpuSeconds: number;
+  /** Voluntary + involuntary context switches of all its threads so far: each is a wake-up or a preemption. */
+  contextSwitches: number;
 }
 
 /** Memory and CPU of a live process from /proc. */
@@ -20,7 +22,16 @@ export async function sampleProcess(pid: number): Promise<ProcessSample> {
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   const utime = Number(fields[11]);
   const stime = Number(fields[12]);
-  return { rssBytes: rss ? Number(rss[1]) * 1024 : Number.NaN, cpuSeconds: (utime + stime) / CLOCK_TICKS };
+  return { rssBytes: rss ? Number(rss[1]) * 1024 : Number.NaN, cpuSeconds: (utime + stime) / CLOCK_TICKS, contextSwitches: await contextSwitches(pid) };
+}
+
+async function contextSwitches(pid: number): Promise<number> {
+  let total = 0;
+  for (const task of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
+    const status = await readFile(`/proc/${pid}/task/${task}/status`, "utf8").catch(() => "");
+    for (const m of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)$/gm)) total += Number(m[1]);
+  }
+  return total;
 }
 
 export interface RunningProcess {

@@ -3,15 +3,15 @@ import { delimiter, join } from "node:path";
 import { freePort } from "@rdsd/testkit";
 import { runPsql, type Endpoint } from "../pgbench.js";
 import { EMULATOR_BIN } from "../paths.js";
-import { startProcess, waitForOutput } from "../proc.js";
+import { startProcess, waitForOutput, type RunningProcess } from "../proc.js";
 import { BENCH_DATABASE, BENCH_USER, BULK_ROW_TEXT_BYTES, RDS_HOST, startDaemonProcess, type RdsdDaemon } from "../servers.js";
 import type { BenchContext, ResultRow } from "../model.js";
 
-const BASTION = "i-0e1d2c3b4a5968778"; // the emulator's default managed instance
+export const BASTION = "i-0e1d2c3b4a5968778"; // the emulator's default managed instance
 /** With N sessions, N parallel transfers should move at least this share of N times one session's rate. */
 const SCALING_GOAL = 0.75;
 
-interface EmulatorInfo {
+export interface EmulatorInfo {
   endpoint: string;
   region: string;
   accessKeyId: string;
@@ -34,8 +34,7 @@ export async function measureTunnels(ctx: BenchContext): Promise<ResultRow[]> {
   const emulator = startProcess(process.execPath, [EMULATOR_BIN, "--map", `${RDS_HOST}=127.0.0.1:${ctx.db.server.port}`]);
   let daemon: RdsdDaemon | undefined;
   try {
-    await waitForOutput(emulator, (out) => out.includes("}\n"), "rdsd-emulator", 30_000);
-    const info = JSON.parse(emulator.output().split("\n")[0]!) as EmulatorInfo;
+    const info = await emulatorInfo(emulator);
     const n = ctx.plan.tunnelSessions;
     const targets: TunnelTarget[] = [];
     for (const driver of plugin ? (["native", "plugin"] as const) : (["native"] as const)) {
@@ -111,8 +110,14 @@ function tunnelConfig(ctx: BenchContext, info: EmulatorInfo, targets: TunnelTarg
   return lines.join("\n") + "\n";
 }
 
+/** Waits for the emulator's first line: the endpoint and keys to use. */
+export async function emulatorInfo(emulator: RunningProcess): Promise<EmulatorInfo> {
+  await waitForOutput(emulator, (out) => out.includes("}\n"), "rdsd-emulator", 30_000);
+  return JSON.parse(emulator.output().split("\n")[0]!) as EmulatorInfo;
+}
+
 /** The daemon talks to the emulator only: its fake keys, its endpoint, no profile, no instance metadata. */
-function awsEnv(ctx: BenchContext, info: EmulatorInfo): NodeJS.ProcessEnv {
+export function awsEnv(ctx: BenchContext, info: EmulatorInfo): NodeJS.ProcessEnv {
   return {
     AWS_ACCESS_KEY_ID: info.accessKeyId,
     AWS_SECRET_ACCESS_KEY: info.secretAccessKey,
