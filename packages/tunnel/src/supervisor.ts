@@ -256,10 +256,11 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
       if (this.stopped) throw tunnelError({ message: `the tunnel for ${this.options.name} was stopped`, fix: "start rdsd (or the target) again" });
       const pick = this.pick();
       const checking = pick && this.checking.get(pick.slot);
-      if (checking) {
-        // A check is deciding whether this session is alive (after a wake, say): wait for it rather than for a
-        // dead websocket to time out under the client.
-        await Promise.race([checking, new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }))]);
+      const waitLeft = deadline - this.clock.now();
+      if (checking && waitLeft > 0) {
+        // A check is deciding whether this session is alive (after a wake, say): wait for it (within the client's
+        // wait) rather than hand out a session whose websocket may be dead.
+        await Promise.race([checking, this.nextChange(signal, waitLeft)]);
         continue;
       }
       if (pick) {

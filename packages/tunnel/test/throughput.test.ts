@@ -40,7 +40,7 @@ afterAll(async () => {
 });
 
 async function startTunnel(emulator: Emulator, sessions: number): Promise<Tunnel> {
-  const t = tunnelFor(emulator, target({ tunnel: { sessions } }), { supervisor: { probeIntervalMs: 60_000 } });
+  const t = tunnelFor(emulator, target({ tunnel: { sessions } }), { supervisor: { livenessIntervalMs: 60_000 } });
   t.start();
   await waitForState(t, "ready", 15_000);
   return t;
