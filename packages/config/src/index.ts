@@ -5,6 +5,7 @@ export type {
   BastionConfig,
   ConfigDiff,
   ListenAddress,
+  SocketListener,
   PasswordSource,
   RdsdConfig,
   TargetConfig,
@@ -21,3 +22,5 @@ export { parseDuration } from "./duration.js";
 export { isLoopback, joinHostPort } from "./addresses.js";
 export { isValidRegionName, regionFromRdsHostname } from "./aws-names.js";
 export { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_PLUGIN_PATH, DEFAULT_PORT } from "./target.js";
+export { maxSocketPathBytes, socketFileName, DEFAULT_SOCKET_PORT } from "./socket.js";
+export { READ_ONLY_PARAMETER } from "./parameters.js";

@@ -2,6 +2,7 @@
 // target. Layers keep only what was written; resolve.ts stacks target over defaults.
 
 import type { PathBase } from "./paths.js";
+import { readParameters, type ParameterLayer } from "./parameters.js";
 import { readAuth, readAws, readBastion, readDuration, readExecutable, readHostPort, readPath, readPool, readPort, type AwsLayer, type PoolLayer } from "./fields.js";
 import type { AuthConfig, BastionConfig, TunnelDriver, TunnelMode } from "./types.js";
 import type { Entry, MapView, ValueNode, YamlReader } from "./yaml-reader.js";
@@ -10,7 +11,7 @@ export const DRIVERS: readonly TunnelDriver[] = ["native", "plugin", "direct"];
 export const MODES: readonly TunnelMode[] = ["eager", "lazy"];
 
 /** Keys allowed both in `defaults` and in a target. */
-export const SHARED_KEYS = ["aws", "user", "port", "auth", "tls", "clientTls", "tunnel", "bastion", "allowOtherUsers", "allowNonLoopback", "pool"] as const;
+export const SHARED_KEYS = ["aws", "user", "port", "auth", "tls", "clientTls", "tunnel", "bastion", "allowOtherUsers", "allowNonLoopback", "pool", "parameters", "readOnly"] as const;
 /** Keys allowed only in a target. */
 export const TARGET_ONLY_KEYS = ["host", "listen", "database"] as const;
 
@@ -38,6 +39,8 @@ export interface Layer {
   clientTls?: boolean;
   allowOtherUsers?: boolean;
   allowNonLoopback?: boolean;
+  parameters?: ParameterLayer;
+  readOnly?: boolean;
   tunnel: TunnelLayer;
   bastion?: BastionConfig;
   /** `pool` as written: false, or the keys given. */
@@ -45,7 +48,7 @@ export interface Layer {
   /** Keys given but invalid ("bastion", "tunnel.driver", ...): checks depending on them are skipped, to avoid knock-on errors. */
   broken: Set<string>;
   /** Nodes of keys that only apply to some drivers or modes, to point at when they do not apply. */
-  nodes: { address?: ValueNode; idleTimeout?: ValueNode; pluginPath?: ValueNode };
+  nodes: { address?: ValueNode; idleTimeout?: ValueNode; pluginPath?: ValueNode; readOnly?: ValueNode };
 }
 
 /** Reads the shared keys of `view` (a target's mapping, or `defaults`). */
@@ -70,6 +73,9 @@ export function readLayer(reader: YamlReader, view: MapView, base: PathBase, whe
   layer.allowNonLoopback = read("allowNonLoopback", (e) => reader.boolean(e));
   layer.bastion = read("bastion", (e) => readBastion(reader, e));
   layer.pool = read("pool", (e) => readPool(reader, e));
+  layer.parameters = read("parameters", (e) => readParameters(reader, e));
+  layer.readOnly = read("readOnly", (e) => reader.boolean(e));
+  layer.nodes.readOnly = view.entries.get("readOnly")?.value;
 
   const tls = view.entries.get("tls");
   if (tls !== undefined) {

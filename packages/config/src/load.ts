@@ -48,5 +48,5 @@ export async function loadConfig(file: string, options: ParseOptions = {}): Prom
         : `cannot read the config file: ${(error as Error).message}`;
     throw new ConfigError(absoluteFile, [{ key: "", message }]);
   }
-  return parseConfig(text, absoluteFile, { home: options.home ?? os.homedir() });
+  return parseConfig(text, absoluteFile, { ...options, home: options.home ?? os.homedir() });
 }

@@ -550,3 +550,70 @@ describe("parseConfig: YAML syntax errors", () => {
     expect(first).toMatch(new RegExp(`^${FILE}:2:1: YAML syntax error: `));
   });
 });
+
+describe("parseConfig: session parameters and readOnly", () => {
+  it("merges defaults' and the target's parameters name by name, as PostgreSQL reads the values", () => {
+    const config = parse(
+      yaml(
+        "defaults:",
+        "  parameters: { statement_timeout: 30s, Search_Path: 'app, public', jit: false }",
+        "targets:",
+        "  a:",
+        ...GOOD_TARGET,
+        "    listen: 6432",
+        "    parameters:",
+        "      search_path: 'a b\\c'",
+        "      idle_in_transaction_session_timeout: 5min",
+        "      pg_stat_statements.track: all",
+        "      work_mem: 65536",
+        "      application_name: ''",
+        "  b:",
+        ...GOOD_TARGET,
+        "    listen: 6433",
+        "    readOnly: true",
+      ),
+    );
+    const [a, b] = config.targets;
+    expect(a?.parameters).toEqual({
+      statement_timeout: "30s",
+      search_path: "a b\\c",
+      jit: "off",
+      idle_in_transaction_session_timeout: "5min",
+      "pg_stat_statements.track": "all",
+      work_mem: "65536",
+      application_name: "",
+    });
+    expect(a?.readOnly).toBeUndefined();
+    expect(b?.readOnly).toBe(true);
+    expect(b?.parameters).toEqual({ statement_timeout: "30s", search_path: "app, public", jit: "off", default_transaction_read_only: "on" });
+  });
+
+  it("lets a target turn off a default readOnly, and counts an explicit default_transaction_read_only: on as read-only", () => {
+    const config = parse(
+      yaml("defaults: { readOnly: true }", "targets:", "  a:", ...GOOD_TARGET, "    listen: 6432", "    readOnly: false", "  b:", ...GOOD_TARGET, "    listen: 6433", "    readOnly: false", "    parameters: { default_transaction_read_only: true }"),
+    );
+    expect(config.targets[0]?.readOnly).toBeUndefined();
+    expect(config.targets[0]?.parameters).toBeUndefined();
+    expect(config.targets[1]?.readOnly).toBe(true);
+    expect(config.targets[1]?.parameters).toEqual({ default_transaction_read_only: "on" });
+  });
+
+  it("refuses a bad setting name with file:line:col, and values PostgreSQL cannot take", () => {
+    expect(errorsOf(yaml("targets:", "  a:", ...GOOD_TARGET, "    listen: 6432", "    parameters:", "      statement-timeout: 5s", "      search_path: [a, b]", "      lock_timeout: 10m", "      x.: 1"))).toEqual([
+      `${FILE}:8:7: targets.a.parameters.statement-timeout: expected a PostgreSQL setting name (letters, digits, "_", "$"; dotted for extension settings such as pg_stat_statements.track), got "statement-timeout"`,
+      `${FILE}:9:20: targets.a.parameters.search_path: expected a string, number, boolean or duration such as "30s" or "5min", got a list`,
+      `${FILE}:10:21: targets.a.parameters.lock_timeout: PostgreSQL does not read "m" as minutes: write "10min" (its units are us, ms, s, min, h, d)`,
+      `${FILE}:11:7: targets.a.parameters.x.: expected a PostgreSQL setting name (letters, digits, "_", "$"; dotted for extension settings such as pg_stat_statements.track), got "x."`,
+    ]);
+    expect(errorsOf(yaml("defaults: { parameters: [statement_timeout] }", "targets: {}"))).toEqual([
+      `${FILE}:1:25: defaults.parameters: expected a mapping of PostgreSQL settings, e.g. { statement_timeout: 30s, search_path: app }, got a list`,
+    ]);
+  });
+
+  it("refuses readOnly: true beside default_transaction_read_only: off, and readOnly values other than true/false", () => {
+    expect(errorsOf(yaml("targets:", "  a:", ...GOOD_TARGET, "    listen: 6432", "    readOnly: true", "    parameters: { default_transaction_read_only: off }"))).toEqual([
+      `${FILE}:7:15: targets.a.readOnly: readOnly: true contradicts parameters.default_transaction_read_only: off: keep one of them`,
+    ]);
+    expect(errorsOf(yaml("targets:", "  a:", ...GOOD_TARGET, "    listen: 6432", "    readOnly: yes"))).toEqual([`${FILE}:7:15: targets.a.readOnly: expected true or false, got \"yes\"`]);
+  });
+});

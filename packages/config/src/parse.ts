@@ -4,13 +4,18 @@ import { LineCounter, parseDocument } from "yaml";
 import { readAws, type AwsLayer } from "./fields.js";
 import { ConfigError, type ConfigIssue } from "./issues.js";
 import { readLayer, SHARED_KEYS, TARGET_ONLY_KEYS, type Layer } from "./layer.js";
+import type { SocketContext } from "./socket.js";
 import { readTarget, type ReadTarget } from "./target.js";
 import type { AwsSettings, ListenAddress, RdsdConfig } from "./types.js";
 import { YamlReader } from "./yaml-reader.js";
 
-/** Where "~" points; defaults to the current user's home directory. */
 export interface ParseOptions {
+  /** Where "~" points; defaults to the current user's home directory. */
   home?: string;
+  /** The daemon's runtime directory, where `socket: true` puts a target's socket; needed only for that. */
+  runtimeDir?: string;
+  /** Whose limit on Unix-socket path length applies; defaults to this process's platform. */
+  platform?: NodeJS.Platform;
 }
 
 const ROOT_KEYS = ["aws", "defaults", "targets"] as const;
@@ -36,14 +41,15 @@ export function parseConfig(text: string, file: string, options: ParseOptions = 
   }
 
   const reader = new YamlReader(document, lines);
-  const config = readRoot(reader, document.contents, absoluteFile, base);
+  const sockets = { runtimeDir: options.runtimeDir, platform: options.platform ?? process.platform };
+  const config = readRoot(reader, document.contents, absoluteFile, base, sockets);
   if (reader.issues.length > 0 || config === undefined) {
     throw new ConfigError(absoluteFile, sortByPosition(reader.issues));
   }
   return config;
 }
 
-function readRoot(reader: YamlReader, root: Parameters<YamlReader["map"]>[0], file: string, base: { home: string; configDir: string }): RdsdConfig | undefined {
+function readRoot(reader: YamlReader, root: Parameters<YamlReader["map"]>[0], file: string, base: { home: string; configDir: string }, sockets: SocketContext): RdsdConfig | undefined {
   if (root === null || reader.resolve(root) === null) {
     reader.report(null, "", "the file is empty: expected a mapping with a targets section (see config/example.yaml)");
     return undefined;
@@ -70,10 +76,11 @@ function readRoot(reader: YamlReader, root: Parameters<YamlReader["map"]>[0], fi
 
   const targets: ReadTarget[] = [];
   for (const entry of targetsView.entries.values()) {
-    const target = readTarget(reader, entry, { defaults, aws: awsLayer }, base);
+    const target = readTarget(reader, entry, { defaults, aws: awsLayer }, base, sockets);
     if (target !== undefined) targets.push(target);
   }
   checkListenConflicts(reader, targets);
+  checkSocketConflicts(reader, targets);
   const configs = targets.flatMap((target) => (target.config === undefined ? [] : [target.config]));
   return configs.length === targets.length ? { file, aws, targets: configs } : undefined;
 }
@@ -106,6 +113,21 @@ function checkListenConflicts(reader: YamlReader, targets: readonly ReadTarget[]
         );
       }
     }
+  }
+}
+
+/** Two targets may not name the same socket file (`socket: PATH` with the same directory and port). */
+function checkSocketConflicts(reader: YamlReader, targets: readonly ReadTarget[]): void {
+  const owners = new Map<string, ReadTarget>();
+  for (const target of targets) {
+    if (target.socket === undefined) continue;
+    const owner = owners.get(target.socket.path);
+    if (owner === undefined) {
+      owners.set(target.socket.path, target);
+      continue;
+    }
+    const line = reader.lineOf(owner.socket?.node ?? null);
+    reader.report(target.socket.node, `targets.${target.name}.socket`, `${target.socket.path} is already the socket of target ${owner.name}${line === undefined ? "" : ` (line ${line})`}: give each target its own directory or port`);
   }
 }
 

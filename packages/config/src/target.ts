@@ -5,7 +5,9 @@ import { LOOPBACK_ONLY, parseListen, type ListenPolicy } from "./addresses.js";
 import { regionFromRdsHostname } from "./aws-names.js";
 import { readHost, type AwsLayer } from "./fields.js";
 import { readLayer, SHARED_KEYS, TARGET_ONLY_KEYS, type Layer } from "./layer.js";
+import { mergeParameters, READ_ONLY_PARAMETER } from "./parameters.js";
 import type { PathBase } from "./paths.js";
+import { DEFAULT_SOCKET_PORT, readSocketSetting, resolveSocket, type SocketContext } from "./socket.js";
 import type { AwsSettings, ListenAddress, PoolConfig, TargetConfig, TunnelConfig } from "./types.js";
 import type { Entry, ValueNode, YamlReader } from "./yaml-reader.js";
 
@@ -25,6 +27,8 @@ export interface ReadTarget {
   config?: TargetConfig;
   /** Valid listen addresses and the node they were read from. */
   listen?: { addresses: ListenAddress[]; node: ValueNode };
+  /** The Unix socket's path and the node it was read from. */
+  socket?: { path: string; node: ValueNode };
 }
 
 /** What a target inherits: the `defaults` layer and the top-level `aws` section. */
@@ -34,7 +38,7 @@ export interface Inherited {
 }
 
 /** Reads `targets.NAME`, recording issues; undefined when it is not even a mapping. */
-export function readTarget(reader: YamlReader, entry: Entry, inherited: Inherited, base: PathBase): ReadTarget | undefined {
+export function readTarget(reader: YamlReader, entry: Entry, inherited: Inherited, base: PathBase, sockets: SocketContext): ReadTarget | undefined {
   const defaults = inherited.defaults;
   const nameOk = TARGET_NAME.test(entry.name);
   if (!nameOk) {
@@ -46,11 +50,20 @@ export function readTarget(reader: YamlReader, entry: Entry, inherited: Inherite
 
   const hostEntry = reader.required(view, "host", "the database endpoint, e.g. orders-dev.abc123xyz.eu-west-2.rds.amazonaws.com");
   const host = hostEntry === undefined ? undefined : readHost(reader, hostEntry);
-  const listenEntry = reader.required(view, "listen", `a port 1-65535 or "ADDRESS:PORT" on loopback`);
+  const socketEntry = view.entries.get("socket");
+  const socketSetting = socketEntry === undefined ? { kind: "off" as const } : readSocketSetting(reader, socketEntry, base);
+  // A socket alone is a listener: `listen` is required only without one (a broken socket value counts as one).
+  const listenEntry = socketSetting?.kind === "off" ? reader.required(view, "listen", `a port 1-65535 or "ADDRESS:PORT" on loopback (or socket: true for a Unix socket only)`) : view.entries.get("listen");
   // Only an explicit `allowNonLoopback: true` (here or in defaults) lets a listener leave loopback.
   const allowNonLoopback = own.allowNonLoopback ?? defaults.allowNonLoopback ?? false;
   const allowOtherUsers = own.allowOtherUsers ?? defaults.allowOtherUsers ?? false;
-  const listen = listenEntry === undefined ? undefined : readListen(reader, listenEntry, allowNonLoopback ? { allowNonLoopback: true } : LOOPBACK_ONLY);
+  const listen = listenEntry === undefined ? (socketSetting?.kind === "off" ? undefined : []) : readListen(reader, listenEntry, allowNonLoopback ? { allowNonLoopback: true } : LOOPBACK_ONLY);
+  // libpq names the socket after a port: the TCP one when there is one, else PostgreSQL's default.
+  const socket =
+    socketEntry === undefined || socketSetting === undefined || listen === undefined
+      ? undefined
+      : resolveSocket(reader, socketEntry, entry.name, socketSetting, listen[0]?.port ?? DEFAULT_SOCKET_PORT, sockets);
+  const socketBroken = socketEntry !== undefined && socketSetting?.kind !== "off" && socket === undefined;
   const databaseEntry = view.entries.get("database");
   const database = databaseEntry === undefined ? undefined : reader.text(databaseEntry, "a database name");
 
@@ -73,10 +86,18 @@ export function readTarget(reader: YamlReader, entry: Entry, inherited: Inherite
 
   const aws = mergeAws([own.aws, defaults.aws, inherited.aws]);
   if (host !== undefined) checkRegionFitsHost(reader, entry.name, host, [own.aws, defaults.aws, inherited.aws]);
+  const readOnly = own.readOnly ?? defaults.readOnly ?? false;
+  const parameters = mergeParameters(own.parameters, defaults.parameters, false);
+  const explicitReadOnly = parameters?.[READ_ONLY_PARAMETER];
+  if (readOnly && explicitReadOnly !== undefined && !isTrueSetting(explicitReadOnly)) {
+    reader.report(own.nodes.readOnly ?? defaults.nodes.readOnly ?? entry.keyNode, `${entry.path}.readOnly`, `readOnly: true contradicts parameters.${READ_ONLY_PARAMETER}: ${explicitReadOnly}: keep one of them`);
+  }
+  const effectiveReadOnly = readOnly || (explicitReadOnly !== undefined && isTrueSetting(explicitReadOnly));
 
   const read: ReadTarget = { name: entry.name };
   if (listen !== undefined && listenEntry !== undefined) read.listen = { addresses: listen, node: listenEntry.value };
-  if (!nameOk || host === undefined || listen === undefined || user === undefined) return read;
+  if (socket !== undefined && socketEntry !== undefined) read.socket = { path: socket.path, node: socketEntry.value };
+  if (!nameOk || host === undefined || listen === undefined || socketBroken || user === undefined) return read;
   const config: TargetConfig = {
     name: entry.name,
     host,
@@ -91,6 +112,10 @@ export function readTarget(reader: YamlReader, entry: Entry, inherited: Inherite
     pool: mergePool(own, defaults, tunnel),
   };
   if (database !== undefined) config.database = database;
+  if (socket !== undefined) config.socket = socket;
+  const sent = mergeParameters(own.parameters, defaults.parameters, effectiveReadOnly);
+  if (sent !== undefined) config.parameters = sent;
+  if (effectiveReadOnly) config.readOnly = true;
   if (allowOtherUsers) config.allowOtherUsers = true;
   if (allowNonLoopback) config.allowNonLoopback = true;
   if (bastion !== undefined) config.bastion = bastion;
@@ -122,6 +147,12 @@ function checkRegionFitsHost(reader: YamlReader, target: string, host: string, l
     `target ${target}: region ${setBy.region} does not match its host ${host}, which is in ${hostRegion}: ` +
       `set aws: { region: ${hostRegion} } on target ${target} (or correct its host)`,
   );
+}
+
+/** PostgreSQL's spellings of true for a boolean setting (a unique prefix of on, true or yes, or 1). */
+function isTrueSetting(value: string): boolean {
+  const v = value.trim().toLowerCase();
+  return v === "1" || v === "on" || (v.length > 0 && ("true".startsWith(v) || "yes".startsWith(v)));
 }
 
 function readListen(reader: YamlReader, entry: Entry, policy: ListenPolicy): ListenAddress[] | undefined {

@@ -28,6 +28,24 @@ export interface ListenAddress {
   port: number;
 }
 
+/**
+ * A Unix-socket listener, libpq's convention: the socket file is `.s.PGSQL.<port>` in `directory`, so
+ * `psql "host=<directory> port=<port>"` reaches it.
+ */
+export interface SocketListener {
+  /** Absolute directory holding the socket. */
+  directory: string;
+  /** The number in the file name: the target's TCP listen port, or 5432 when it has none. */
+  port: number;
+  /** Absolute path of the socket file: `<directory>/.s.PGSQL.<port>`. */
+  path: string;
+  /**
+   * true (`socket: true`): rdsd's own per-target directory under the runtime directory, created private
+   * (0700) at start and removed on stop. false (`socket: PATH`): the user's directory, created if missing.
+   */
+  managed: boolean;
+}
+
 /** Where a password comes from. The secret itself is never stored in the config. */
 export type PasswordSource =
   /** Read from this environment variable of the daemon's process when logging in. */
@@ -108,8 +126,10 @@ export interface TargetConfig {
   host: string;
   /** The database's port on `host`; default 5432. */
   port: number;
-  /** Local addresses the proxy listens on: a bare port expands to 127.0.0.1 and ::1. */
+  /** Local addresses the proxy listens on: a bare port expands to 127.0.0.1 and ::1. Empty when only `socket` is set. */
   listen: ListenAddress[];
+  /** `socket: true` or `socket: PATH`: also (or only) listen on a Unix socket. Absent: TCP only. */
+  socket?: SocketListener;
   /** Database user to log in as (for IAM: one granted rds_iam). */
   user: string;
   /** Database used when the client names none; unset lets the client's choice (or the user name) stand. */
@@ -132,6 +152,14 @@ export interface TargetConfig {
    * network (the daemon warns loudly at start). Absent = false: loopback only.
    */
   allowNonLoopback?: boolean;
+  /**
+   * Session parameters sent upstream as `-c NAME=VALUE` in the startup `options`, after the client's own
+   * options (so these win over the client's `-c`). Names lowercased, values as PostgreSQL reads them
+   * (`on`/`off` for booleans). Includes `default_transaction_read_only: "on"` when `readOnly`. Absent: none.
+   */
+  parameters?: Record<string, string>;
+  /** `readOnly: true`: the shortcut for default_transaction_read_only = on (a guard against accidents, not a boundary). */
+  readOnly?: boolean;
   /** How bytes reach the database. */
   tunnel: TunnelConfig;
   /** The SSM bastion; always set for the native and plugin drivers, optional for direct. */
