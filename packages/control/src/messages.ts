@@ -34,6 +34,10 @@ export interface TargetStatus {
   region: string | null;
   /** The database used when the client names none; null when unset. */
   database: string | null;
+  /** `readOnly` in the config: sessions start with default_transaction_read_only = on (a guard, not a boundary). */
+  readOnly: boolean;
+  /** Session settings sent upstream in the startup options (`parameters`, plus readOnly's), by name. */
+  parameters: Record<string, string>;
   /** Open client connections. */
   connections: number;
   /** Logged-in server connections parked for reuse (config `pool.idle`). */

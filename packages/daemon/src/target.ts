@@ -79,6 +79,8 @@ export class Target {
       clientTls: this.config.clientTls ? this.services.localCertificate : null,
       allowOtherUsers: this.config.allowOtherUsers === true,
       pool: this.config.pool && { idle: this.config.pool.idle, idleTimeoutMs: this.config.pool.idleTimeoutMs },
+      ...(this.config.parameters ? { parameters: this.config.parameters } : {}),
+      readOnly: this.config.readOnly === true,
       logger: this.log,
     });
     this.warnAboutOptIns();
@@ -135,6 +137,8 @@ export class Target {
       profile: this.profile ?? null,
       region: this.region ?? null,
       database: this.config.database ?? null,
+      readOnly: this.config.readOnly === true,
+      parameters: { ...this.config.parameters },
       connections: stats?.connections ?? 0,
       parked: stats?.parked ?? 0,
       spares: stats?.spares ?? 0,

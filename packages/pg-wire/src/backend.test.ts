@@ -5,6 +5,9 @@ import {
   decodeAuthenticationRequest,
   decodeBackendKeyData,
   decodeErrorFields,
+  errorFieldBytes,
+  frame,
+  withErrorHint,
   readBackendFrame,
 } from "./backend.js";
 
@@ -58,5 +61,32 @@ describe("backend messages", () => {
     expect(decodeBackendKeyData(Buffer.from("00000064deadbeef", "hex"))).toEqual({ processId: 100, secretKey: Buffer.from("deadbeef", "hex") });
     const long = Buffer.concat([Buffer.from("00000001", "hex"), Buffer.alloc(32, 9)]);
     expect(decodeBackendKeyData(long)).toEqual({ processId: 1, secretKey: Buffer.alloc(32, 9) });
+  });
+});
+
+describe("withErrorHint", () => {
+  /** An ErrorResponse with the given raw fields, in order. */
+  const errorMessage = (fields: Array<[string, string]>) => frame("E", Buffer.concat([...fields.map(([c, v]) => Buffer.from(`${c}${v}\0`, "utf8")), Buffer.from([0])]));
+
+  it("adds a hint field to an error without one, keeping every other field's bytes and order", () => {
+    const original = errorMessage([["S", "ERROR"], ["V", "ERROR"], ["C", "25006"], ["M", "cannot execute CREATE TABLE in a read-only transaction"], ["F", "utility.c"], ["L", "414"], ["R", "PreventCommandIfReadOnly"]]);
+    const hinted = withErrorHint(original, "target billing-prod is read-only in rdsd's config")!;
+    expect(hinted.readUInt32BE(1)).toBe(hinted.length - 1);
+    expect(hinted.subarray(0, 1).toString()).toBe("E");
+    expect(decodeErrorFields(hinted.subarray(5))).toEqual({ severity: "ERROR", code: "25006", message: "cannot execute CREATE TABLE in a read-only transaction", hint: "target billing-prod is read-only in rdsd's config" });
+    expect(errorFieldBytes(hinted.subarray(5), "R")?.toString()).toBe("PreventCommandIfReadOnly");
+    expect(hinted.subarray(5, original.length - 1)).toEqual(original.subarray(5, original.length - 1));
+  });
+
+  it("appends to an existing hint on a new line", () => {
+    const hinted = withErrorHint(errorMessage([["S", "ERROR"], ["C", "25006"], ["M", "m"], ["H", "server hint"]]), "ours")!;
+    expect(decodeErrorFields(hinted.subarray(5)).hint).toBe("server hint\nours");
+  });
+
+  it("refuses a body that is not a terminated field list", () => {
+    expect(withErrorHint(frame("E", Buffer.from("SERROR\0Cunterminated")), "x")).toBeUndefined();
+    expect(withErrorHint(frame("E", Buffer.from("SERROR\0\0trailing")), "x")).toBeUndefined();
+    expect(errorFieldBytes(Buffer.from("SERROR\0C25006\0\0"), "C")?.toString()).toBe("25006");
+    expect(errorFieldBytes(Buffer.from("SERROR\0\0"), "C")).toBeUndefined();
   });
 });

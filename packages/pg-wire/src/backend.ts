@@ -134,6 +134,47 @@ export function decodeErrorFields(body: Buffer): ErrorFields {
   return fields;
 }
 
+/** The value of one field (by its one-letter code) of an 'E' or 'N' body, as raw bytes; undefined when absent. */
+export function errorFieldBytes(body: Buffer, code: string): Buffer | undefined {
+  const wanted = code.charCodeAt(0);
+  let offset = 0;
+  while (offset < body.length && body[offset] !== 0) {
+    const end = body.indexOf(0, offset + 1);
+    if (end < 0) return undefined;
+    if (body[offset] === wanted) return body.subarray(offset + 1, end);
+    offset = end + 1;
+  }
+  return undefined;
+}
+
+/**
+ * The whole ErrorResponse/NoticeResponse message `message` (type byte and length included) with `hint`
+ * added: appended on a new line to the hint it has, or as a new hint field. Every other field keeps
+ * its bytes and its place. Undefined when the body is not a well-formed field list.
+ */
+export function withErrorHint(message: Buffer, hint: string): Buffer | undefined {
+  const body = message.subarray(5);
+  const ours = Buffer.from(hint.replaceAll("\0", ""), "utf8");
+  const parts: Buffer[] = [];
+  let offset = 0;
+  let hinted = false;
+  while (offset < body.length && body[offset] !== 0) {
+    const end = body.indexOf(0, offset + 1);
+    if (end < 0) return undefined;
+    if (body[offset] === 0x48 /* H */ && !hinted) {
+      parts.push(body.subarray(offset, end), Buffer.from("\n", "latin1"), ours, Buffer.from([0]));
+      hinted = true;
+    } else {
+      parts.push(body.subarray(offset, end + 1));
+    }
+    offset = end + 1;
+  }
+  if (offset !== body.length - 1) return undefined;
+  if (!hinted) parts.push(Buffer.from("H", "latin1"), ours, Buffer.from([0]));
+  parts.push(Buffer.from([0]));
+  return frame(message.toString("latin1", 0, 1), Buffer.concat(parts));
+}
+
 /** BackendKeyData ('K'): the backend pid and the cancel key (4 bytes in 3.0, up to 256 in 3.2). */
 export function decodeBackendKeyData(body: Buffer): { processId: number; secretKey: Buffer } | string {
   if (body.length < 8) return "BackendKeyData too short";

@@ -29,5 +29,6 @@ export const SqlState = {
   adminShutdown: "57P01",
   cannotConnectNow: "57P03",
   configurationError: "F0000",
+  readOnlySqlTransaction: "25006",
 } as const;
 export type SqlStateCode = (typeof SqlState)[keyof typeof SqlState];

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { buildSslRequest, buildStartupMessage, parseFirstPacket, startupParameter, textParameter } from "./startup.js";
+import { appendOptions, buildSslRequest, buildStartupMessage, escapeOptionWord, parseFirstPacket, settingOptions, startupParameter, textParameter } from "./startup.js";
 
 function hex(text: string): Buffer {
   return Buffer.from(text.replace(/\s+/g, ""), "hex");
@@ -99,5 +99,59 @@ describe("parseFirstPacket", () => {
       if (len >= 4 && i % 2 === 0) b.writeUInt32BE(Math.min(len, 8 + (rand() % 56)), 0);
       expect(() => parseFirstPacket(b)).not.toThrow();
     }
+  });
+});
+
+/** The server's pg_split_opts, transcribed: whitespace separates words, a backslash makes the next character literal. */
+function splitLikeServer(options: string): string[] {
+  const words: string[] = [];
+  let i = 0;
+  while (i < options.length) {
+    while (i < options.length && /\s/.test(options[i]!)) i++;
+    if (i >= options.length) break;
+    let word = "";
+    let escaped = false;
+    for (; i < options.length; i++) {
+      const c = options[i]!;
+      if (/\s/.test(c) && !escaped) break;
+      if (!escaped && c === "\\") escaped = true;
+      else {
+        escaped = false;
+        word += c;
+      }
+    }
+    words.push(word);
+  }
+  return words;
+}
+
+describe("startup options for session settings", () => {
+  it("backslash-escapes whitespace and backslashes, and nothing else", () => {
+    expect(escapeOptionWord("search_path=a b\\c")).toBe("search_path=a\\ b\\\\c");
+    expect(escapeOptionWord("x=tab\there\nnl")).toBe("x=tab\\\there\\\nnl");
+    expect(escapeOptionWord("plain=on,'quoted'")).toBe("plain=on,'quoted'");
+  });
+
+  it("gives -c NAME=VALUE words that the server's splitting turns back into the exact settings", () => {
+    const settings = { search_path: "a b\\c, public", application_name: " lead and trail ", statement_timeout: "30s", empty: "" };
+    const options = settingOptions(settings);
+    expect(splitLikeServer(options)).toEqual(["-c", "search_path=a b\\c, public", "-c", "application_name= lead and trail ", "-c", "statement_timeout=30s", "-c", "empty="]);
+    // After a client's own options, the two stay separate words.
+    expect(splitLikeServer(`-c geqo=off ${options}`).slice(0, 4)).toEqual(["-c", "geqo=off", "-c", "search_path=a b\\c, public"]);
+  });
+});
+
+describe("appendOptions", () => {
+  it("puts ours after the client's options, keeping the client's bytes", () => {
+    expect(appendOptions(Buffer.from("-c geqo=off"), "-c jit=off").toString()).toBe("-c geqo=off -c jit=off");
+    expect(appendOptions(Buffer.alloc(0), "-c jit=off").toString()).toBe("-c jit=off");
+    expect(splitLikeServer(appendOptions(Buffer.from("-c x=a\\\\"), "-c jit=off").toString())).toEqual(["-c", "x=a\\", "-c", "jit=off"]);
+  });
+
+  it("drops a trailing unpaired backslash, which would glue our first word to the client's last (the server drops it anyway)", () => {
+    const glued = "-c x=a\\ -c jit=off";
+    expect(splitLikeServer(glued)).toEqual(["-c", "x=a -c", "jit=off"]);
+    expect(splitLikeServer(appendOptions(Buffer.from("-c x=a\\"), "-c jit=off").toString())).toEqual(["-c", "x=a", "-c", "jit=off"]);
+    expect(splitLikeServer("-c x=a\\")).toEqual(["-c", "x=a"]);
   });
 });

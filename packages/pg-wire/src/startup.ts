@@ -150,3 +150,30 @@ export function buildSslRequest(): Buffer {
 export function textParameter(name: string, value: string): StartupParameter {
   return { name: Buffer.from(name, "latin1"), value: Buffer.from(value, "utf8") };
 }
+
+/**
+ * One word of the startup `options` value, escaped the way the server splits it (pg_split_opts): words
+ * are separated by whitespace, and a backslash makes the next character literal. So spaces (any
+ * whitespace) and backslashes in `text` get a backslash in front.
+ */
+export function escapeOptionWord(text: string): string {
+  return text.replace(/[\\\s]/g, (c) => `\\${c}`);
+}
+
+/** `-c NAME=VALUE` for each setting, escaped for the startup `options` value, in order. */
+export function settingOptions(settings: Readonly<Record<string, string>>): string {
+  return Object.entries(settings)
+    .map(([name, value]) => `-c ${escapeOptionWord(`${name}=${value}`)}`)
+    .join(" ");
+}
+
+/**
+ * The client's `options` bytes, then ours after a space. A trailing unpaired backslash would escape that space
+ * and glue our first word to the client's last; the server drops such a backslash anyway, so it goes.
+ */
+export function appendOptions(client: Buffer, settings: string): Buffer {
+  let trailing = 0;
+  while (trailing < client.length && client[client.length - 1 - trailing] === 0x5c) trailing++;
+  const kept = trailing % 2 === 1 ? client.subarray(0, client.length - 1) : client;
+  return kept.length === 0 ? Buffer.from(settings, "utf8") : Buffer.concat([kept, Buffer.from(` ${settings}`, "utf8")]);
+}

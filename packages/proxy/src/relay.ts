@@ -25,6 +25,9 @@ export interface SessionWatch {
   dropNotice(error: Error | undefined): Buffer;
 }
 
+/** Rewrites the server's bytes on their way to the client (a readOnly target's error hint). */
+export type ChunkRewriter = (chunk: Buffer) => Buffer;
+
 /** How a relay ended: both sides closed, or the client ended cleanly and the server connection was kept. */
 export type RelayEnd = "closed" | "released";
 
@@ -35,8 +38,10 @@ export type RelayEnd = "closed" | "released";
  * the client after what was already sent is flushed (with a FATAL saying so, at a boundary, under a watch).
  * Resolves "closed" when both are closed, "released" as soon as the server connection was kept: it is then
  * the caller's, paused, with no listener of the relay's left on it; the client is being ended.
+ * `toClient`, only for targets that need it, rewrites each chunk from the server after the watch has seen it
+ * as the server sent it.
  */
-export function relay(client: Socket | Duplex, upstream: Socket | Duplex, watch?: SessionWatch): Promise<RelayEnd> {
+export function relay(client: Socket | Duplex, upstream: Socket | Duplex, watch?: SessionWatch, toClient?: ChunkRewriter): Promise<RelayEnd> {
   return new Promise((resolve) => {
     let open = 2;
     let released = false;
@@ -103,7 +108,7 @@ export function relay(client: Socket | Duplex, upstream: Socket | Duplex, watch?
       };
     }
     const stopClientToUpstream = forward(client, upstream, inspectClient, () => upstream.end());
-    const stopUpstreamToClient = forward(upstream, client, inspectUpstream, () => endClient(undefined));
+    const stopUpstreamToClient = forward(upstream, client, inspectUpstream, () => endClient(undefined), toClient);
   });
 }
 
@@ -122,16 +127,19 @@ export const RELAY_BATCH_LIMIT_BYTES = 64 * 1024;
  * arrive in one turn leave in one writev. Not process.nextTick: Node drains the tick queue after every
  * chunk it hands to JS (a TLS socket emits each record of a network read in its own callback), so a
  * next-tick uncork flushes every record alone: 8 KB writes for a COPY TO. `inspect` sees each chunk first
- * and may keep it (false). Returns the function that detaches it from both streams.
+ * and may keep it (false); `rewrite` then gives the bytes to send for it (none while it holds them). Returns
+ * the function that detaches it from both streams.
  */
-function forward(from: Duplex, to: Duplex, inspect: ((chunk: Buffer) => boolean) | undefined, onEnd: () => void): () => void {
+function forward(from: Duplex, to: Duplex, inspect: ((chunk: Buffer) => boolean) | undefined, onEnd: () => void, rewrite?: ChunkRewriter): () => void {
   let corked = false;
   const flush = () => {
     corked = false;
     to.uncork();
   };
-  const onData = (chunk: Buffer) => {
-    if (inspect !== undefined && !inspect(chunk)) return;
+  const onData = (data: Buffer) => {
+    if (inspect !== undefined && !inspect(data)) return;
+    const chunk = rewrite === undefined ? data : rewrite(data);
+    if (chunk.length === 0) return;
     if (!corked) {
       corked = true;
       to.cork();

@@ -3,10 +3,12 @@ import net from "node:net";
 import type { Duplex } from "node:stream";
 import tls from "node:tls";
 import {
+  appendOptions,
   BackendMessages,
   buildStartupMessage,
   CANCEL_REQUEST_CODE,
   FrontendMessages,
+  settingOptions,
   SqlState,
   startupParameter,
   textParameter,
@@ -18,6 +20,7 @@ import { CancelRegistry } from "./cancel-registry.js";
 import { localGreeting, newClientKey, withClientKey } from "./client-greeting.js";
 import { readClientHello } from "./client-startup.js";
 import type { Dialer } from "./dialer.js";
+import { ErrorHintInjector } from "./error-hint.js";
 import { asProxyError, ProxyError } from "./errors.js";
 import { silentLogger, type ProxyLogger } from "./logger.js";
 import { InvalidPacketError, StreamClosedError } from "./packet-reader.js";
@@ -52,6 +55,13 @@ export interface TargetProxyOptions {
    * Default false: only the user running rdsd may use its database login. Elsewhere the check is skipped.
    */
   allowOtherUsers?: boolean;
+  /** Session settings sent upstream as `-c NAME=VALUE` after the client's own startup `options`. */
+  parameters?: Readonly<Record<string, string>>;
+  /**
+   * The target is read-only in rdsd's config: the server's "read-only transaction" errors (SQLSTATE 25006)
+   * reach the client with a hint saying so. Setting default_transaction_read_only is `parameters`' job.
+   */
+  readOnly?: boolean;
   /** A client must finish its startup packets within this time. Default 10 s. */
   startupTimeoutMs?: number;
   /** Dialing, upstream TLS and login must finish within this time (it includes waiting for a tunnel). Default 30 s. */
@@ -358,9 +368,11 @@ export class TargetProxy extends EventEmitter {
     const backend = new BackendMessages(connection.parameters);
     const frontend = new FrontendMessages();
     client.write(fresh ? withClientKey(fresh.greeting, clientKey) : localGreeting(connection, clientKey));
+    // From the greeting's end on, a read-only target's server messages pass through the hint injector.
+    const toClient = this.readOnlyHint();
     if (fresh && fresh.pending.length > 0) {
       backend.feed(fresh.pending);
-      client.write(fresh.pending);
+      client.write(toClient === undefined ? fresh.pending : toClient(fresh.pending));
     }
     if (how.clientPending.length > 0) {
       frontend.feed(how.clientPending);
@@ -382,7 +394,7 @@ export class TargetProxy extends EventEmitter {
     this.logger.info("client connected", { target: this.name, connection: how.id, backendPid: realKey.processId, loginMs: Date.now() - how.started, tls: how.tls, reused: fresh === undefined });
     let end;
     try {
-      end = await relay(client, upstream, watch);
+      end = await relay(client, upstream, watch, toClient);
     } finally {
       unregister();
     }
@@ -451,6 +463,13 @@ export class TargetProxy extends EventEmitter {
     );
   }
 
+  /** For a read-only target: adds "target X is read-only in rdsd's config" to the server's 25006 errors. */
+  private readOnlyHint(): ((chunk: Buffer) => Buffer) | undefined {
+    if (!this.options.readOnly) return undefined;
+    const injector = new ErrorHintInjector(SqlState.readOnlySqlTransaction, `target ${this.name} is read-only in rdsd's config (readOnly: true)`);
+    return (chunk) => injector.push(chunk);
+  }
+
   /** Dials, secures and logs in; gives up when the client leaves or the login takes too long. */
   private async login(client: Duplex, startup: StartupMessage) {
     const clientGone = new AbortController();
@@ -485,7 +504,10 @@ export class TargetProxy extends EventEmitter {
     }
   }
 
-  /** The client's startup parameters, in order and byte for byte, except user (the target's) and database. */
+  /**
+   * The client's startup parameters, in order and byte for byte, except user (the target's) and database,
+   * and `options` with the target's session settings after the client's own (so, for the same setting, the target's wins).
+   */
   private upstreamStartup(message: StartupMessage): StartupMessage {
     const replication = startupParameter(message, "replication");
     if (replication !== undefined && !["false", "off", "no", "0"].includes(replication.toLowerCase())) {
@@ -503,8 +525,10 @@ export class TargetProxy extends EventEmitter {
     // PostgreSQL's own default is the user's name: with no configured default, that is the target user's.
     const database = namedNone ? (this.options.defaultDatabase ?? target) : undefined;
 
+    const settings = this.options.parameters === undefined ? "" : settingOptions(this.options.parameters);
     const parameters: StartupParameter[] = [];
     let sawUser = false;
+    let sawOptions = false;
     for (const p of message.parameters) {
       const name = p.name.toString("latin1");
       if (name === "user") {
@@ -512,12 +536,16 @@ export class TargetProxy extends EventEmitter {
         sawUser = true;
       } else if (name === "database" && database !== undefined) {
         parameters.push(textParameter("database", database));
+      } else if (name === "options" && settings !== "") {
+        parameters.push({ name: p.name, value: appendOptions(p.value, settings) });
+        sawOptions = true;
       } else {
         parameters.push(p);
       }
     }
     if (!sawUser) parameters.unshift(textParameter("user", target));
     if (database !== undefined && clientDatabase === undefined) parameters.push(textParameter("database", database));
+    if (settings !== "" && !sawOptions) parameters.push(textParameter("options", settings));
     return { ...message, parameters };
   }
 

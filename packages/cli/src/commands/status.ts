@@ -19,7 +19,7 @@ const STATE_COLOUR: Record<TargetState, keyof Paint> = { ready: "green", idle: "
 export function formatStatus(status: DaemonStatus, paint: Paint, now: number): string {
   const header = ["TARGET", "LISTEN", "STATE", "SESSION", "UPTIME", "CONNS", "PARKED", "SPARES", "IN/OUT", "TOKEN AGE"].map((h) => paint.bold(h));
   const rows = status.targets.map((t) => [
-    t.name,
+    t.readOnly ? `${t.name} ${paint.yellow("(read-only)")}` : t.name,
     t.listen.join(" "),
     paint[STATE_COLOUR[t.state]](t.state),
     t.sessionIds.length === 0 ? "-" : t.sessionIds.join(","),

@@ -11,6 +11,8 @@ export interface ConnectionInfo {
   database: string | null;
   /** The local CA to trust for sslmode=verify-full. */
   sslrootcert: string;
+  /** The target is read-only in rdsd's config (sessions start with default_transaction_read_only = on). */
+  readOnly: boolean;
 }
 
 /** How to reach a target on this machine: the first IPv4 listener (else IPv6), as a libpq URL. */
@@ -23,7 +25,12 @@ export function connectionInfo(status: DaemonStatus, target: TargetStatus, tls: 
   const hostInUrl = host.includes(":") ? `[${host}]` : host;
   const params = tls ? `?sslmode=verify-full&sslrootcert=${encodeURIComponent(status.localCaPath)}` : "";
   const db = target.database ? `/${encodeURIComponent(target.database)}` : "";
-  return { url: `postgresql://${encodeURIComponent(target.user)}@${hostInUrl}:${port}${db}${params}`, host, port, user: target.user, database: target.database, sslrootcert: status.localCaPath };
+  return { url: `postgresql://${encodeURIComponent(target.user)}@${hostInUrl}:${port}${db}${params}`, host, port, user: target.user, database: target.database, sslrootcert: status.localCaPath, readOnly: target.readOnly };
+}
+
+/** Said on stderr beside a read-only target's URL, so that `$(rdsd url X)` still captures the URL alone. */
+export function readOnlyNote(name: string): string {
+  return `note: target ${name} is read-only in rdsd's config (readOnly: true): sessions start with default_transaction_read_only = on\n`;
 }
 
 async function lookup(name: string, tls: boolean): Promise<ConnectionInfo> {
@@ -33,6 +40,7 @@ async function lookup(name: string, tls: boolean): Promise<ConnectionInfo> {
 
 export async function urlCommand(name: string, opts: { json?: boolean; tls?: boolean }): Promise<number> {
   const info = await lookup(name, Boolean(opts.tls));
+  if (!opts.json && info.readOnly) process.stderr.write(readOnlyNote(name));
   process.stdout.write(opts.json ? JSON.stringify(info, null, 2) + "\n" : info.url + "\n");
   return EXIT.ok;
 }
@@ -40,6 +48,7 @@ export async function urlCommand(name: string, opts: { json?: boolean; tls?: boo
 /** `rdsd psql TARGET [-- psql args]`: psql on the target's URL; exits with psql's code. */
 export async function psqlCommand(name: string, extra: string[]): Promise<number> {
   const info = await lookup(name, false);
+  if (info.readOnly) process.stderr.write(readOnlyNote(name));
   const child = spawn(process.env.RDSD_PSQL ?? "psql", [info.url, ...extra], { stdio: "inherit" });
   return new Promise((resolve, reject) => {
     child.once("error", (err: NodeJS.ErrnoException) =>
