@@ -107,7 +107,8 @@ program
 program
   .command("demo")
   .description("a full working setup with no AWS account: the SSM emulator and a local PostgreSQL behind it")
-  .action(run(async () => (await import("./demo/demo-command.js")).demoCommand()));
+  .option("--check", "start it, test every target end to end (as `rdsd test`), stop everything and exit (1 if a stage failed)")
+  .action((opts: { check?: boolean }) => run(async () => (await import("./demo/demo-command.js")).demoCommand(opts))());
 
 program
   .command("ca")

@@ -70,14 +70,15 @@ describe("loadConfig", () => {
     expect(config.targets.every((t) => t.bastion !== undefined)).toBe(true);
   });
 
-  it("loads config/demo.yaml cleanly: two native targets on 6432 and 6433", async () => {
-    const config = await loadConfig(path.join(repoConfigDir, "demo.yaml"), { home: "/home/u" });
+  it("loads the demo config (packages/cli/config/demo.yaml) cleanly: two native targets on 6432 and 6433", async () => {
+    const demoConfig = fileURLToPath(new URL("../../cli/config/demo.yaml", import.meta.url));
+    const config = await loadConfig(demoConfig, { home: "/home/u" });
     expect(config.targets.map((t) => [t.name, t.listen[0]?.port, t.tunnel.driver])).toEqual([
       ["orders-dev", 6432, "native"],
       ["billing-dev", 6433, "native"],
     ]);
     expect(config.targets.every((t) => t.host.endsWith(".rds.amazonaws.com"))).toBe(true);
-    expect(config.targets[0]?.tls.ca).toBe(path.join(repoConfigDir, "demo-ca.pem"));
+    expect(config.targets[0]?.tls.ca).toBe(path.join(path.dirname(demoConfig), "demo-ca.pem"));
   });
 });
 

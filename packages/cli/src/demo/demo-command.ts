@@ -5,23 +5,25 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createCertificateAuthority } from "@rdsd/certs";
 import { loadConfig } from "@rdsd/config";
-import { answers, controlSocketPath } from "@rdsd/control";
+import { answers, controlSocketPath, requestDaemon } from "@rdsd/control";
 import { runDaemon } from "@rdsd/daemon";
 import { startEmulator } from "@rdsd/ssm-emulator";
 import { freePort } from "@rdsd/tunnel";
+import { formatProbe } from "../commands/control.js";
 import { CliError, EXIT, VERSION } from "../exit.js";
 import { startLocalPostgres } from "./local-postgres.js";
 import { startRdsFront } from "./rds-front.js";
 import { rdsTokenProblem } from "./rds-token.js";
 
-const DEMO_CONFIG = fileURLToPath(new URL("../../../../config/demo.yaml", import.meta.url));
+// Inside the CLI package (its "files"), so an installed rdsd has it without the checkout.
+const DEMO_CONFIG = fileURLToPath(new URL("../../config/demo.yaml", import.meta.url));
 
 /**
  * `rdsd demo`: the whole real path with no AWS account. The SSM emulator plays AWS (API + agent), a local
  * PostgreSQL plays the database behind an RDS-like front door (TLS for the RDS names, IAM token checked
- * against the emulator's keys), and the daemon runs config/demo.yaml with the native SSM tunnel.
+ * against the emulator's keys), and the daemon runs the CLI package's config/demo.yaml with the native SSM tunnel.
  */
-export async function demoCommand(): Promise<number> {
+export async function demoCommand(opts: { check?: boolean } = {}): Promise<number> {
   const say = (line: string) => process.stderr.write(`demo: ${line}\n`);
   const socketPath = controlSocketPath();
   if (await answers(socketPath)) {
@@ -82,6 +84,7 @@ export async function demoCommand(): Promise<number> {
     // The daemon's AWS SDK talks to the emulator with the emulator's keys, never to AWS.
     useEmulatorCredentials(emulator.endpoint, region, keys, dir);
     let ready = false;
+    let checked: Promise<boolean> | undefined;
     const code = await runDaemon({
       configPath,
       stateDir: join(dir, "state"),
@@ -93,11 +96,13 @@ export async function demoCommand(): Promise<number> {
       signal: stop.signal,
       onReady: () => {
         ready = true;
-        process.stdout.write(instructions(config.targets));
+        if (opts.check) checked = checkTargets(socketPath, config.targets.map((t) => t.name), say).finally(() => stop.abort());
+        else process.stdout.write(instructions(config.targets));
       },
     });
     if (!ready) throw new CliError(`the demo daemon did not start (log: ${join(dir, "state", "rdsd.log")})`, null);
     say("stopped: daemon, SSM sessions, emulator and PostgreSQL");
+    if (checked && !(await checked)) return EXIT.failure;
     return code;
   } finally {
     process.off("SIGINT", onSignal);
@@ -106,7 +111,7 @@ export async function demoCommand(): Promise<number> {
   }
 }
 
-/** config/demo.yaml as it is, next to the demo's CA; a listen port already taken here is swapped for a free one. */
+/** The demo config as it is, next to the demo's CA; a listen port already taken here is swapped for a free one. */
 async function writeDemoConfig(dir: string) {
   let text = await readFile(DEMO_CONFIG, "utf8");
   for (const port of [...text.matchAll(/^\s+listen: (\d+)\s*$/gm)].map((m) => Number(m[1]))) {
@@ -116,6 +121,22 @@ async function writeDemoConfig(dir: string) {
   await writeFile(configPath, text);
   await mkdir(join(dir, "state"), { recursive: true, mode: 0o700 });
   return { configPath, config: await loadConfig(configPath) };
+}
+
+/** `rdsd demo --check`: each target probed through the running daemon, as `rdsd test` does; true when all pass. */
+async function checkTargets(socketPath: string, names: string[], say: (line: string) => void): Promise<boolean> {
+  let allPassed = true;
+  for (const target of names) {
+    try {
+      const report = await requestDaemon("test", { target }, { socketPath, timeoutMs: 120_000 });
+      process.stdout.write(formatProbe(report) + "\n\n");
+      allPassed &&= report.ok;
+    } catch (err) {
+      say(`cannot test ${target}: ${(err as Error).message}`);
+      allPassed = false;
+    }
+  }
+  return allPassed;
 }
 
 function useEmulatorCredentials(endpoint: string, region: string, keys: { accessKeyId: string; secretAccessKey: string }, dir: string): void {
