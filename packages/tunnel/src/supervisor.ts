@@ -683,7 +683,8 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
 
   private updateState(): void {
     const next = this.computeState();
-    if (next === "ready") this.lastError = null;
+    // Every session up and reaching the database: an earlier failure is over (a warning alone may keep it degraded).
+    if (next === "ready" || (next === "degraded" && this.slots.every((slot) => slot.session && !slot.session.ended && !slot.destinationProblem))) this.lastError = null;
     if (next !== this.stateValue) {
       this.stateValue = next;
       this.stateSince = this.clock.now();
