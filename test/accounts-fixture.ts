@@ -278,7 +278,7 @@ export function ssoProfile(profile: string, session: string, account: Account): 
 /** A config with one target per account, each naming its profile. */
 export async function writeAccountsConfig(
   world: AccountsWorld,
-  options: { extra?: string; profiles?: { a: string; b: string } } = {},
+  options: { extra?: string; profiles?: { a: string; b: string }; extraTargets?: string[] } = {},
 ): Promise<{ configPath: string; ports: { a: number; b: number } }> {
   const extra = options.extra ?? "";
   const profiles = options.profiles ?? { a: "account-a", b: "account-b" };
@@ -305,6 +305,7 @@ export async function writeAccountsConfig(
       `    user: ${ACCOUNT_B.user}`,
       "    database: postgres",
       `    aws: { profile: ${profiles.b} }`,
+      ...(options.extraTargets ?? []),
       "",
     ].join("\n"),
   );

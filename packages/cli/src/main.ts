@@ -82,6 +82,13 @@ program
   .action((opts: { config?: string; json?: boolean }) => run(async () => (await import("./commands/doctor.js")).doctorCommand(opts))());
 
 program
+  .command("login")
+  .description("run `aws sso login` once per expired SSO session the targets need, then have the daemon retry them")
+  .addOption(configOption())
+  .option("--all", "log in to every SSO session the targets use, expired or not")
+  .action((opts: { config?: string; all?: boolean }) => run(async () => (await import("./commands/login.js")).loginCommand(opts))());
+
+program
   .command("url")
   .description("print a connection string for a target")
   .argument("<target>", "the target")

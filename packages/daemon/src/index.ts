@@ -8,3 +8,4 @@ export type { TunnelContext, TunnelFactory, TunnelHandle } from "./tunnel-seam.j
 export type { TargetState, TargetStatus } from "./target.js";
 export { runDoctor, type DoctorCheck, type DoctorOptions, type DoctorStatus } from "./doctor.js";
 export { serviceNotifier, statusLine, type ServiceNotifier } from "./service-notify.js";
+export { ssoSessionsInUse, targetsUsingAws, type SsoSessionUse } from "./sso-sessions.js";

@@ -22,4 +22,6 @@ export { credentialErrorKind, describeCredentialError, explainTokenRejection, re
 export type { CredentialErrorKind, ErrorDescription } from "./errors.js";
 export { configFilePath, credentialsFilePath } from "./aws-paths.js";
 export { configuredEndpoint } from "./endpoints.js";
+export { ssoSessionExpired, ssoSessionFor } from "./sso.js";
+export type { SsoSessionState } from "./sso.js";
 export type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from "@smithy/types";
