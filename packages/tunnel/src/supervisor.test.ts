@@ -63,7 +63,7 @@ class ScriptedFactory implements SessionFactory {
 
 const START = 1_700_000_000_000;
 
-function setup(options: { mode?: "eager" | "lazy"; sessions?: number } = {}) {
+function setup(options: { mode?: "eager" | "lazy"; sessions?: number; resolveHost?: (host: string) => Promise<readonly string[]> } = {}) {
   const clock = new ManualClock(START);
   const factory = new ScriptedFactory(clock);
   const states: TunnelState[] = [];
@@ -79,6 +79,7 @@ function setup(options: { mode?: "eager" | "lazy"; sessions?: number } = {}) {
     clock,
     probeOnOpen: false,
     probeIntervalMs: 3_600_000,
+    resolveHost: options.resolveHost ?? (async () => ["10.0.1.5"]),
     backoff: { initialMs: 1_000, maxMs: 8_000, random: () => 0.999999 },
   });
   supervisor.on("state", (s) => states.push(s.state));
@@ -119,6 +120,34 @@ describe("Supervisor state machine (manual clock)", () => {
     await settle();
     expect(states).toEqual(["connecting", "ready", "reconnecting", "ready"]);
     expect(supervisor.status().sessionIds).toEqual(["s-2"]);
+    await supervisor.stop();
+  });
+
+  it("ConnectToPortError keeps the session (degraded, with the fix); only a changed database address (a failover) replaces it, once", async () => {
+    let addresses = ["10.0.1.5"];
+    const { factory, supervisor } = setup({ resolveHost: async () => addresses });
+    supervisor.start();
+    await settle();
+    const problem = { message: "bastion i-0abc could not connect to db.example:5432", fix: "check the database's security group" };
+    const first = factory.sessions[0]!;
+    first.emit("destination-error", problem);
+    first.emit("destination-error", problem);
+    await settle();
+    expect(supervisor.status()).toMatchObject({ state: "degraded", lastError: problem, sessionIds: ["s-1"] });
+    expect(factory.opens).toHaveLength(1);
+    first.emit("destination-ok");
+    expect(supervisor.status()).toMatchObject({ state: "ready", lastError: null, sessionIds: ["s-1"] });
+
+    addresses = ["10.0.2.7"]; // the name points at the new primary; the agent still dials the old one
+    first.emit("destination-error", problem);
+    await settle();
+    await settle();
+    expect(factory.opens).toHaveLength(2);
+    expect(supervisor.status()).toMatchObject({ state: "ready", sessionIds: ["s-2"] });
+    expect(first.closed).toBe(true);
+    factory.sessions[1]!.emit("destination-error", problem); // the new session resolved the new address: kept
+    await settle();
+    expect(factory.opens).toHaveLength(2);
     await supervisor.stop();
   });
 

@@ -1,3 +1,4 @@
+import { lookup } from "node:dns/promises";
 import { EventEmitter } from "node:events";
 import type { Duplex } from "node:stream";
 import { agentSupportsMultiplexing } from "@rdsd/ssm-protocol";
@@ -53,6 +54,12 @@ export interface SupervisorOptions {
   probeTimeoutMs?: number;
   /** Probe each new session through the database before handing it out (default true). */
   probeOnOpen?: boolean;
+  /**
+   * The database name's addresses as this machine resolves them (default: the system resolver). Recorded when a
+   * session opens; after a ConnectToPortError a changed answer (a failover) replaces the session, since its agent
+   * resolved the name once, at StartSession. Rejects when the name does not resolve here (nothing is replaced then).
+   */
+  resolveHost?: (host: string) => Promise<readonly string[]>;
   /** Replace sessions this old, before AWS's limits end them (default 50 min); the old one drains. */
   sessionMaxAgeMs?: number;
   /** A draining session is closed after this long even with connections on it (default 10 min). */
@@ -118,6 +125,10 @@ interface Slot {
   destinationProblem: TunnelProblem | undefined;
   /** The session works, with a limit the user should fix (an old SSM agent). */
   warning: TunnelProblem | undefined;
+  /** The database's addresses when the session opened (sorted, joined), when this machine could resolve them. */
+  addresses: string | undefined;
+  /** A re-resolution after a destination error is in flight. */
+  reresolving: boolean;
 }
 
 /**
@@ -170,6 +181,8 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
       lastProbeAt: 0,
       destinationProblem: undefined,
       warning: undefined,
+      addresses: undefined,
+      reresolving: false,
     }));
   }
 
@@ -343,9 +356,11 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
     let session: TunnelSession | undefined;
     let destination: TunnelProblem | undefined;
     let warning: TunnelProblem | undefined;
+    let addressCheck: Promise<string | undefined> | undefined;
     try {
       instanceId = await this.options.bastion.resolve(controller.signal);
       const agentCheck = this.agentWarning(instanceId, controller.signal);
+      addressCheck = this.databaseAddresses();
       session = await this.options.factory.open(instanceId, controller.signal);
       if (controller.signal.aborted) throw new Error("cancelled");
       // The one time a native session dials the database on its own: proof the whole path works before clients use it.
@@ -374,6 +389,35 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
     const old = replacing ? this.clearSlot(slot) : undefined;
     if (old) this.drain(old);
     this.install(slot, session, destination, warning);
+    // Not awaited: a slow resolver must not hold the session back.
+    void addressCheck?.then((addresses) => {
+      if (slot.session === session) slot.addresses = addresses;
+    });
+  }
+
+  /** The database name's addresses as this machine resolves them now; undefined when it cannot. */
+  private async databaseAddresses(): Promise<string | undefined> {
+    const resolve = this.options.resolveHost ?? (async (host: string) => (await lookup(host, { all: true })).map((a) => a.address));
+    try {
+      const addresses = await resolve(this.options.host);
+      return addresses.length > 0 ? [...addresses].sort().join(",") : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** After a destination error: a session whose agent dialed an address the name no longer has is replaced (once per change). */
+  private async replaceIfMoved(slot: Slot, session: TunnelSession): Promise<void> {
+    if (slot.reresolving || slot.addresses === undefined) return;
+    slot.reresolving = true;
+    try {
+      const now = await this.databaseAddresses();
+      if (slot.session !== session || now === undefined || now === slot.addresses) return;
+      this.logger.info("the database's address changed (a failover?); replacing the session, whose agent dials the old one", { target: this.options.name, session: session.id, was: slot.addresses, now });
+      this.fill(slot, true);
+    } finally {
+      slot.reresolving = false;
+    }
   }
 
   /**
@@ -438,6 +482,7 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
       slot.destinationProblem = problem;
       this.lastError = problem;
       this.updateState();
+      void this.replaceIfMoved(slot, session);
     });
     session.on("destination-ok", () => {
       if (slot.session !== session || !slot.destinationProblem) return;
@@ -459,6 +504,7 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
     slot.session = undefined;
     slot.destinationProblem = undefined;
     slot.warning = undefined;
+    slot.addresses = undefined;
     this.clock.clearTimeout(slot.ageTimer);
     slot.ageTimer = undefined;
     return session;
