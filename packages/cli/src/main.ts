@@ -1,4 +1,4 @@
-import { Command, CommanderError, Option } from "commander";
+import { Argument, Command, CommanderError, Option } from "commander";
 import { CliError, EXIT, VERSION } from "./exit.js";
 
 // Thin: parse, ask the daemon, print. Every command's module is imported only when it runs, so
@@ -126,6 +126,25 @@ program
       process.stdout.write((await loadOrCreateLocalCa(stateDir())).caPath + "\n");
       return EXIT.ok;
     }),
+  );
+
+program
+  .command("completion")
+  .description("print the shell completion script (commands, flags and the config's target names)")
+  .addArgument(new Argument("<shell>", "bash, zsh or fish").choices(["bash", "zsh", "fish"]))
+  .addHelpText("after", "\nLoad it: bash: eval \"$(rdsd completion bash)\"  zsh: source <(rdsd completion zsh)  fish: rdsd completion fish | source")
+  .action((shell: "bash" | "zsh" | "fish") => run(async () => (await import("./commands/completion.js")).completionCommand(shell, program))());
+
+// Called by the completion scripts while completing: the config's target names, one a line.
+program
+  .command("__complete", { hidden: true })
+  .argument("<what>", "targets")
+  .addOption(configOption())
+  .action((what: string, opts: { config?: string }) =>
+    run(async () => {
+      if (what !== "targets") throw new CliError(`cannot complete ${what}`, "the completion scripts ask for `targets`", EXIT.usage);
+      return (await import("./commands/completion.js")).completeTargetsCommand(opts);
+    })(),
   );
 
 async function main(argv: string[]): Promise<void> {
