@@ -1,6 +1,7 @@
 import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import { delimiter, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { DoctorCheck } from "@rdsd/daemon";
 import { freePort } from "@rdsd/testkit";
 import { ACCOUNT_A, ACCOUNT_B, daemonStatus, rdsd, ssoProfile, startAccountsWorld, startDaemon, writeAccountsConfig, type AccountsWorld } from "./accounts-fixture.js";
 
@@ -60,6 +61,13 @@ describe("rdsd login", () => {
       const state = async () => Object.fromEntries((await daemonStatus(env)).targets.map((t) => [t.name, t.state]));
       await expect.poll(async () => (await daemonStatus(env)).targets.filter((t) => t.lastError?.fix === `run \`aws sso login --profile ${t.profile}\``).map((t) => t.name), { timeout: 30_000 }).toEqual(["orders", "orders-admin"]);
       expect((await state())["billing"]).toBe("ready");
+
+      // doctor lists each profile's SSO session: sso-a's ended, sso-b's still running.
+      const doctor = await rdsd(["doctor", "--config", configPath, "--json"], env);
+      const checks = new Map((JSON.parse(doctor.stdout) as { checks: DoctorCheck[] }).checks.map((c) => [c.name, c]));
+      expect(checks.get("credentials sso-a")).toMatchObject({ status: "fail", fix: "run `aws sso login --profile sso-a`" });
+      expect(checks.get("credentials sso-a")!.detail).toContain("for orders");
+      expect(checks.get("credentials sso-b")).toMatchObject({ status: "ok", detail: expect.stringMatching(/for billing, .*SSO session corp-b ends 20\d\d-/) });
 
       const login = await rdsd(["login", "--config", configPath], env);
       expect(login.code, login.stderr).toBe(0);

@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pgClientEnv, runCommand } from "@rdsd/testkit";
-import { ACCOUNT_A, ACCOUNT_B, daemonStatus, startAccountsWorld, startDaemon, writeAccountsConfig, type AccountsWorld } from "./accounts-fixture.js";
+import type { ProbeReport } from "@rdsd/control";
+import type { DoctorCheck } from "@rdsd/daemon";
+import { ACCOUNT_A, ACCOUNT_B, daemonStatus, rdsd, startAccountsWorld, startDaemon, writeAccountsConfig, type AccountsWorld } from "./accounts-fixture.js";
 
 // One daemon, two targets in two AWS accounts, each naming its own profile in a temporary AWS config and
 // credentials file, with no AWS_* keys in the environment.
@@ -53,6 +55,24 @@ describe("one daemon, two accounts", () => {
         { name: "orders", profile: "account-a", region: "eu-west-2", state: "ready", sessions: 1 },
         { name: "billing", profile: "account-b", region: "eu-west-2", state: "ready", sessions: 1 },
       ]);
+
+      // The table, `rdsd url --json` and `rdsd test` name each target's profile and region.
+      const table = (await rdsd(["status"], world.env)).stdout;
+      expect(table).toMatch(/^orders\s.*\saccount-a@eu-west-2\s/m);
+      expect(table).toMatch(/^billing\s.*\saccount-b@eu-west-2\s/m);
+      expect(JSON.parse((await rdsd(["url", "billing", "--json"], world.env)).stdout)).toMatchObject({ profile: "account-b", region: "eu-west-2" });
+      const probe = JSON.parse((await rdsd(["test", "billing", "--json"], world.env)).stdout) as ProbeReport;
+      expect(probe.ok, JSON.stringify(probe.stages)).toBe(true);
+      expect(probe.stages.find((s) => s.name === "credentials")!.detail).toContain("(profile account-b, region eu-west-2)");
+
+      // doctor: credentials per profile with the targets using each, region and bastion per target through its own profile.
+      const doctor = await rdsd(["doctor", "--config", configPath, "--json"], world.env);
+      const checks = new Map((JSON.parse(doctor.stdout) as { checks: DoctorCheck[] }).checks.map((c) => [c.name, c]));
+      expect(checks.get("credentials account-a")).toMatchObject({ status: "ok", detail: expect.stringMatching(new RegExp(`access key \\.\\.\\.${ACCOUNT_A.accessKeyId.slice(-4)} from profile account-a for orders,`)) });
+      expect(checks.get("credentials account-b")).toMatchObject({ status: "ok", detail: expect.stringMatching(new RegExp(`access key \\.\\.\\.${ACCOUNT_B.accessKeyId.slice(-4)} from profile account-b for billing,`)) });
+      expect(checks.get("region orders")).toMatchObject({ status: "ok", detail: "eu-west-2 (from profile, profile account-a)" });
+      expect(checks.get("bastion orders")).toMatchObject({ status: "ok", detail: expect.stringContaining(ACCOUNT_A.bastion) });
+      expect(checks.get("bastion billing")).toMatchObject({ status: "ok", detail: expect.stringContaining(ACCOUNT_B.bastion) });
     } finally {
       expect(await daemon.stop()).toBe(0);
     }

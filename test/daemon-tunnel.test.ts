@@ -96,8 +96,8 @@ describe("daemon with the native SSM tunnel (emulator)", () => {
       const checks = (JSON.parse(doctor.stdout) as { checks: DoctorCheck[] }).checks;
       const byName = (name: string) => checks.find((c) => c.name === name);
       expect(doctor.code, doctor.stdout).toBe(0);
-      expect(byName("credentials")).toMatchObject({ status: "ok", detail: expect.stringContaining(`access key ...${emulator.credentials.accessKeyId.slice(-4)}`) });
-      expect(byName("region")).toMatchObject({ status: "ok", detail: "eu-west-2 (from explicit)" });
+      expect(byName("credentials (default chain)")).toMatchObject({ status: "ok", detail: expect.stringContaining(`access key ...${emulator.credentials.accessKeyId.slice(-4)}`) });
+      expect(byName("region orders")).toMatchObject({ status: "ok", detail: "eu-west-2 (from explicit)" });
       expect(byName("bastion orders")).toMatchObject({ status: "ok" });
       expect(byName(`port orders 127.0.0.1:${port}`)).toMatchObject({ status: "ok", detail: "in use by rdsd for this target" });
 

@@ -3,10 +3,11 @@ import net from "node:net";
 import { delimiter, join } from "node:path";
 import { ConfigError, joinHostPort, loadConfig, type RdsdConfig, type TargetConfig } from "@rdsd/config";
 import { answers, requestDaemon, type DaemonStatus } from "@rdsd/control";
-import { credentialProviderFor, describeCredentialError, resolveRegion } from "@rdsd/iam";
+import { configuredEndpoint, credentialProviderFor, describeCredentialError, resolveRegion } from "@rdsd/iam";
 import { sockDiagOwnerLookup, type ExactOwnerLookup } from "@rdsd/proxy";
 import { parseBundle, RDS_CA_BUNDLE_URL, rdsCaBundlePath } from "./rds-ca-bundle.js";
 import { bastionCheck } from "./ssm-tunnels.js";
+import { ssoSessionsInUse, targetsUsingAws, type SsoSessionUse } from "./sso-sessions.js";
 
 export type DoctorStatus = "ok" | "warn" | "fail" | "skip";
 
@@ -45,28 +46,35 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> 
   const daemon = await daemonStatus(options.socketPath);
   add(daemon ? { name: "daemon", status: "ok", detail: `running, pid ${daemon.pid}, socket ${options.socketPath}`, fix: null } : { name: "daemon", status: "warn", detail: `not running (socket ${options.socketPath})`, fix: "`rdsd start`, or `rdsd install-service` to run it at login" });
 
-  const needsAws = config.targets.filter((t) => t.auth.kind === "iam" || t.tunnel.driver !== "direct");
-  let region: string | undefined;
-  if (needsAws.length > 0) {
+  const now = options.now ?? (() => new Date());
+  const needsAws = targetsUsingAws(config);
+  const regions = new Map<string, string>();
+  for (const target of needsAws) {
     try {
-      const resolved = await resolveRegion({ region: config.aws.region, profile: config.aws.profile, host: needsAws[0]!.host, env: options.env });
-      region = resolved.region;
-      add({ name: "region", status: "ok", detail: `${resolved.region} (from ${resolved.source})`, fix: null });
+      const resolved = await resolveRegion({ region: target.aws.region, profile: target.aws.profile, host: target.host, env: options.env });
+      regions.set(target.name, resolved.region);
+      add({ name: `region ${target.name}`, status: "ok", detail: `${resolved.region} (from ${resolved.source}${target.aws.profile ? `, profile ${target.aws.profile}` : ""})`, fix: null });
     } catch (err) {
-      add({ name: "region", status: "fail", detail: (err as Error).message, fix: "set aws.region in the config, or AWS_REGION" });
+      add({ name: `region ${target.name}`, status: "fail", detail: (err as Error).message, fix: (err as { fix?: string }).fix ?? "set aws.region for the target in the config, or the profile's region" });
     }
-    add(await credentialsCheck(config, options.now ?? (() => new Date())));
-  } else {
-    add({ name: "credentials", status: "skip", detail: "no target uses IAM or SSM", fix: null });
+  }
+  if (needsAws.length === 0) add({ name: "credentials", status: "skip", detail: "no target uses IAM or SSM", fix: null });
+  const sso = await ssoSessionsInUse(config, now());
+  for (const profile of [...new Set(needsAws.map((t) => t.aws.profile))]) {
+    const users = needsAws.filter((t) => t.aws.profile === profile).map((t) => t.name);
+    add(await credentialsCheck(profile, users, sso.find((s) => s.targets.some((t) => users.includes(t))), now));
   }
 
   for (const target of config.targets.filter((t) => t.tunnel.driver !== "direct")) {
+    const region = regions.get(target.name);
     if (!region) {
       add({ name: `bastion ${target.name}`, status: "skip", detail: "no region", fix: null });
       continue;
     }
     try {
-      const found = await bastionCheck(target, { region, profile: config.aws.profile, credentials: credentialProviderFor({ profile: config.aws.profile }) });
+      const profile = target.aws.profile;
+      const endpoint = await configuredEndpoint("SSM", profile);
+      const found = await bastionCheck(target, { region, profile, credentials: credentialProviderFor({ profile }), endpoint });
       if (!found.online) add({ name: `bastion ${target.name}`, status: "fail", detail: `${found.instanceId} is not online in SSM`, fix: found.detail });
       else if (found.warning) add({ name: `bastion ${target.name}`, status: "warn", detail: `${found.instanceId} online (${found.detail}): ${found.warning.message}`, fix: found.warning.fix });
       else add({ name: `bastion ${target.name}`, status: "ok", detail: `${found.instanceId} online (${found.detail})`, fix: null });
@@ -88,20 +96,26 @@ async function daemonStatus(socketPath: string): Promise<DaemonStatus | undefine
   return requestDaemon("status", {}, { socketPath, timeoutMs: 5_000 }).catch(() => undefined);
 }
 
-async function credentialsCheck(config: RdsdConfig, now: () => Date): Promise<DoctorCheck> {
-  const profile = config.aws.profile;
+/** One profile's credentials, with the targets that use it and, for SSO, when its session ends. */
+async function credentialsCheck(profile: string | undefined, users: string[], sso: SsoSessionUse | undefined, now: () => Date): Promise<DoctorCheck> {
+  const name = `credentials ${profile ?? "(default chain)"}`;
   const from = profile ? `profile ${profile}` : "the default chain (AWS_PROFILE, env, default profile, instance role)";
+  const usedBy = `for ${users.join(", ")}`;
+  const login = `\`aws sso login --profile ${sso?.loginProfile ?? profile ?? "default"}\` (or \`rdsd login\`)`;
+  const ssoNote = sso === undefined ? "" : sso.expiresAt === null ? `; SSO session ${sso.session}: not logged in` : `; SSO session ${sso.session} ${sso.expired ? "expired" : "ends"} ${sso.expiresAt.toISOString()}`;
   try {
     const identity = await credentialProviderFor({ profile })();
     const key = `access key ...${identity.accessKeyId.slice(-4)}`;
-    if (!identity.expiration) return { name: "credentials", status: "ok", detail: `${key} from ${from}, no expiry`, fix: null };
-    const left = identity.expiration.getTime() - now().getTime();
-    const when = `expire in ${Math.max(0, Math.round(left / 60_000))} min (${identity.expiration.toISOString()})`;
-    if (left < SSO_EXPIRY_WARNING_MS) return { name: "credentials", status: "warn", detail: `${key} from ${from}, ${when}`, fix: `renew soon: \`aws sso login${profile ? ` --profile ${profile}` : ""}\`` };
-    return { name: "credentials", status: "ok", detail: `${key} from ${from}, ${when}`, fix: null };
+    if (sso?.expired) return { name, status: "fail", detail: `${key} from ${from} ${usedBy}${ssoNote}`, fix: `run ${login}` };
+    if (sso?.expiresAt && sso.expiresAt.getTime() - now().getTime() < SSO_EXPIRY_WARNING_MS) {
+      return { name, status: "warn", detail: `${key} from ${from} ${usedBy}${ssoNote}`, fix: `renew soon: ${login}` };
+    }
+    // Role and credential_process credentials renew themselves; what ends for good is the SSO session (above).
+    const when = identity.expiration ? `, current keys expire ${identity.expiration.toISOString()}` : ", no expiry";
+    return { name, status: "ok", detail: `${key} from ${from} ${usedBy}${when}${ssoNote}`, fix: null };
   } catch (err) {
     const { message, fix } = describeCredentialError(err, profile);
-    return { name: "credentials", status: "fail", detail: message, fix };
+    return { name, status: "fail", detail: `${message} (${usedBy})`, fix };
   }
 }
 

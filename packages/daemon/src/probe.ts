@@ -45,7 +45,7 @@ export async function probeTarget(name: string, inputs: ProbeInputs, driver: str
     if (inputs.setupError) throw new ProxyError(inputs.setupError.message, inputs.setupError.fix);
     const secret = await run("credentials", async () => {
       const s = await inputs.upstream.auth.secret();
-      return { value: s, detail: s.provenance };
+      return { value: s, detail: inputs.aws ? `${s.provenance} (${inputs.aws})` : s.provenance };
     });
     await run("bastion", async () => {
       if (driver === "direct") return { skip: "direct driver: no bastion" };

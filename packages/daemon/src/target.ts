@@ -34,6 +34,8 @@ export interface ProbeInputs {
   database: string | undefined;
   tunnel: TunnelHandle | undefined;
   setupError: Problem | null;
+  /** "profile P, region R" for a target that makes AWS calls; undefined otherwise. */
+  aws: string | undefined;
 }
 
 /**
@@ -153,7 +155,8 @@ export class Target {
   }
 
   probeInputs(): ProbeInputs {
-    return { dialer: this.dialer!, upstream: this.upstream(), database: this.config.database, tunnel: this.tunnel, setupError: this.setupError };
+    const aws = this.region === undefined ? undefined : `profile ${this.profile ?? "(default chain)"}, region ${this.region}`;
+    return { dialer: this.dialer!, upstream: this.upstream(), database: this.config.database, tunnel: this.tunnel, setupError: this.setupError, aws };
   }
 
   /** The config's local-access opt-ins weaken rdsd's guard on the database login: say so at every start. */

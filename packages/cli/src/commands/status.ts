@@ -17,11 +17,12 @@ const STATE_COLOUR: Record<TargetState, keyof Paint> = { ready: "green", idle: "
 
 /** The human view of `rdsd status`: one row per target, then each target's last error with its fix. */
 export function formatStatus(status: DaemonStatus, paint: Paint, now: number): string {
-  const header = ["TARGET", "LISTEN", "STATE", "SESSION", "UPTIME", "CONNS", "PARKED", "SPARES", "IN/OUT", "TOKEN AGE"].map((h) => paint.bold(h));
+  const header = ["TARGET", "LISTEN", "STATE", "AWS", "SESSION", "UPTIME", "CONNS", "PARKED", "SPARES", "IN/OUT", "TOKEN AGE"].map((h) => paint.bold(h));
   const rows = status.targets.map((t) => [
     t.readOnly ? `${t.name} ${paint.yellow("(read-only)")}` : t.name,
     t.listen.join(" "),
     paint[STATE_COLOUR[t.state]](t.state),
+    awsColumn(t),
     t.sessionIds.length === 0 ? "-" : t.sessionIds.join(","),
     formatDuration(Math.max(0, (now - Date.parse(t.since)) / 1000)),
     String(t.connections),
@@ -39,4 +40,10 @@ export function formatStatus(status: DaemonStatus, paint: Paint, now: number): s
     for (const w of t.warnings) lines.push("", `${paint.bold(t.name)}: ${paint.yellow(`warning: ${w.message}`)}`, `  fix: ${w.fix}`);
   }
   return lines.join("\n");
+}
+
+/** The target's AWS identity as `profile@region` ("default" for the SDK's chain; "-" when it makes no AWS calls). */
+function awsColumn(t: TargetStatus): string {
+  if (t.region === null) return t.profile ?? "-";
+  return `${t.profile ?? "default"}@${t.region}`;
 }

@@ -13,6 +13,9 @@ export interface ConnectionInfo {
   sslrootcert: string;
   /** The target is read-only in rdsd's config (sessions start with default_transaction_read_only = on). */
   readOnly: boolean;
+  /** The target's AWS profile (null: the SDK's default chain) and SSM region (null when it makes no AWS calls). */
+  profile: string | null;
+  region: string | null;
 }
 
 /** How to reach a target on this machine: the first IPv4 listener (else IPv6), as a libpq URL. */
@@ -25,7 +28,7 @@ export function connectionInfo(status: DaemonStatus, target: TargetStatus, tls: 
   const hostInUrl = host.includes(":") ? `[${host}]` : host;
   const params = tls ? `?sslmode=verify-full&sslrootcert=${encodeURIComponent(status.localCaPath)}` : "";
   const db = target.database ? `/${encodeURIComponent(target.database)}` : "";
-  return { url: `postgresql://${encodeURIComponent(target.user)}@${hostInUrl}:${port}${db}${params}`, host, port, user: target.user, database: target.database, sslrootcert: status.localCaPath, readOnly: target.readOnly };
+  return { url: `postgresql://${encodeURIComponent(target.user)}@${hostInUrl}:${port}${db}${params}`, host, port, user: target.user, database: target.database, sslrootcert: status.localCaPath, readOnly: target.readOnly, profile: target.profile, region: target.region };
 }
 
 /** Said on stderr beside a read-only target's URL, so that `$(rdsd url X)` still captures the URL alone. */
