@@ -1,3 +1,5 @@
+import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { delimiter, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pgClientEnv, runCommand } from "@rdsd/testkit";
 import { ACCOUNT_A, ACCOUNT_B, daemonStatus, rdsd, ssoProfile, startAccountsWorld, startDaemon, writeAccountsConfig, type AccountsWorld } from "./accounts-fixture.js";
@@ -116,4 +118,50 @@ describe("role profiles", () => {
       expect(await daemon.stop()).toBe(0);
     }
   }, 90_000);
+});
+
+describe("SSO expiry notifications", () => {
+  it("logs and notifies once per profile per expiry, and not at all on the desktop with notifications.desktop: false", async () => {
+    const bin = join(world.dir.path, "notify-bin");
+    const shown = join(world.dir.path, "notifications.txt");
+    await mkdir(bin, { recursive: true });
+    await writeFile(shown, "");
+    await writeFile(join(bin, "notify-send"), `#!${process.execPath}\nrequire("node:fs").appendFileSync(${JSON.stringify(shown)}, JSON.stringify(process.argv.slice(2)) + "\\n");\n`);
+    await chmod(join(bin, "notify-send"), 0o755);
+    const env = { ...world.env, PATH: [bin, process.env["PATH"]].join(delimiter), DISPLAY: ":99" };
+    const notifications = async () => (await readFile(shown, "utf8")).split("\n").filter(Boolean).map((l) => JSON.parse(l) as string[]);
+
+    await world.writeAwsConfig([...ssoProfile("sso-a", "corp-a", ACCOUNT_A), ...ssoProfile("sso-b", "corp-b", ACCOUNT_B)]);
+    world.validSsoTokens.add("token-a-soon").add("token-b-1");
+    await world.writeSsoCache("corp-a", "token-a-soon", new Date(Date.now() + 10 * 60_000));
+    await world.writeSsoCache("corp-b", "token-b-1", new Date(Date.now() + 8 * HOUR));
+    const { configPath } = await writeAccountsConfig(world, { profiles: { a: "sso-a", b: "sso-b" } });
+    let daemon = await startDaemon(configPath, env);
+    try {
+      await expect.poll(notifications, { timeout: 20_000 }).toHaveLength(1);
+      const [args] = await notifications();
+      expect(args).toEqual(["--app-name=rdsd", expect.stringMatching(/^rdsd: SSO session for profile sso-a ends in (9|10) min$/), "Targets orders need it. Run `aws sso login --profile sso-a` (or `rdsd login`)."]);
+
+      // Checked again (reload), same expiry: nothing new. A renewed session nearing its new end: told again.
+      expect((await rdsd(["reload"], env)).code).toBe(0);
+      await world.writeSsoCache("corp-a", "token-a-soon", new Date(Date.now() + 12 * 60_000));
+      expect((await rdsd(["reload"], env)).code).toBe(0);
+      await expect.poll(notifications, { timeout: 20_000 }).toHaveLength(2);
+      expect((await notifications())[1]![1]).toMatch(/^rdsd: SSO session for profile sso-a ends in (11|12) min$/);
+    } finally {
+      expect(await daemon.stop()).toBe(0);
+    }
+    expect(await notifications()).toHaveLength(2);
+    expect(daemon.output().match(/SSO session for profile sso-a ends in/g)).toHaveLength(2);
+
+    // Switched off: the log still says it, the desktop is left alone.
+    await writeFile(configPath, `notifications: { desktop: false }\n${await readFile(configPath, "utf8")}`);
+    daemon = await startDaemon(configPath, env);
+    try {
+      await expect.poll(() => daemon.output(), { timeout: 20_000 }).toMatch(/SSO session for profile sso-a ends in/);
+    } finally {
+      expect(await daemon.stop()).toBe(0);
+    }
+    expect(await notifications()).toHaveLength(2);
+  }, 120_000);
 });

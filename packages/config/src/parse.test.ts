@@ -177,6 +177,17 @@ describe("parseConfig: aws per target", () => {
   });
 });
 
+describe("parseConfig: notifications", () => {
+  const targets = ["targets:", "  a:", "    host: a.example.com", "    listen: 7001", "    user: u", "    tunnel: { driver: direct }"];
+  it("defaults desktop notifications on, and lets them be switched off", () => {
+    expect(parse(yaml(...targets)).notifications).toEqual({ desktop: true });
+    expect(parse(yaml("notifications: { desktop: false }", ...targets)).notifications).toEqual({ desktop: false });
+  });
+  it("refuses anything but a boolean, and unknown keys", () => {
+    expect(errorsOf(yaml("notifications: { desktop: no, sound: true }", ...targets)).join("\n")).toMatch(/notifications\.desktop: .*\n.*notifications\.sound: unknown key/s);
+  });
+});
+
 describe("parseConfig: smaller valid shapes", () => {
   it("accepts a file with only targets, follows YAML aliases, and expands ~ in plugin paths", () => {
     const config = parse(

@@ -18,7 +18,7 @@ export interface ParseOptions {
   platform?: NodeJS.Platform;
 }
 
-const ROOT_KEYS = ["aws", "defaults", "targets"] as const;
+const ROOT_KEYS = ["aws", "notifications", "defaults", "targets"] as const;
 
 /**
  * Parses and validates one config file's text. `file` names it in messages and anchors its
@@ -61,6 +61,15 @@ function readRoot(reader: YamlReader, root: Parameters<YamlReader["map"]>[0], fi
   const awsLayer: AwsLayer = awsEntry === undefined ? {} : readAws(reader, awsEntry);
   const aws: AwsSettings = settingsOf(awsLayer);
 
+  const notificationsEntry = view.entries.get("notifications");
+  const notifications = { desktop: true };
+  if (notificationsEntry !== undefined) {
+    const notificationsView = reader.map(notificationsEntry.value, notificationsEntry.path, { known: ["desktop"] }, "a mapping such as { desktop: false }", notificationsEntry.keyNode);
+    const desktop = notificationsView?.entries.get("desktop");
+    const value = desktop === undefined ? undefined : reader.boolean(desktop);
+    if (value !== undefined) notifications.desktop = value;
+  }
+
   const defaultsEntry = view.entries.get("defaults");
   let defaults: Layer = { aws: {}, tunnel: {}, broken: new Set(), nodes: {} };
   if (defaultsEntry !== undefined) {
@@ -82,7 +91,7 @@ function readRoot(reader: YamlReader, root: Parameters<YamlReader["map"]>[0], fi
   checkListenConflicts(reader, targets);
   checkSocketConflicts(reader, targets);
   const configs = targets.flatMap((target) => (target.config === undefined ? [] : [target.config]));
-  return configs.length === targets.length ? { file, aws, targets: configs } : undefined;
+  return configs.length === targets.length ? { file, aws, notifications, targets: configs } : undefined;
 }
 
 function settingsOf(layer: AwsLayer): AwsSettings {

@@ -8,6 +8,8 @@ export interface RdsdConfig {
   file: string;
   /** The top-level `aws` section (already merged into each target's `aws`). */
   aws: AwsSettings;
+  /** `notifications.desktop`: a desktop notification when an SSO session the targets need is about to end. Default true. */
+  notifications: { desktop: boolean };
   /** The targets in the order they appear in the file. Names are unique. */
   targets: TargetConfig[];
 }

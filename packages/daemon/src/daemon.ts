@@ -9,6 +9,7 @@ import { probeTarget } from "./probe.js";
 import { loadRdsCaBundle, RDS_CA_BUNDLE_URL, rdsCaBundlePath } from "./rds-ca-bundle.js";
 import { readCaFile, Target, type TargetServices } from "./target.js";
 import { SessionJournal } from "./session-journal.js";
+import { desktopNotifier, SsoExpiryWatch } from "./sso-watch.js";
 import { ssmTunnelFactory, terminateLeftoverSessions } from "./ssm-tunnels.js";
 import type { TunnelFactory } from "./tunnel-seam.js";
 
@@ -39,6 +40,7 @@ export class Daemon {
   private localCaPath = "";
   /** The RDS CA bundle being loaded: targets starting together share one read (and at most one download). */
   private rdsCaBundle: Promise<string> | undefined;
+  private ssoWatch: SsoExpiryWatch | undefined;
   readonly startedAt = new Date();
 
   constructor(private readonly options: DaemonOptions) {
@@ -62,6 +64,8 @@ export class Daemon {
     // Sessions a killed run left open on AWS are ended before this run opens its own.
     await terminateLeftoverSessions(this.journal, (profile) => credentialProviderFor({ profile }), this.options.logger);
     await Promise.all(config.targets.map((t) => this.startTarget(t.name, config)));
+    this.ssoWatch = new SsoExpiryWatch(this.options.logger, await desktopNotifier());
+    this.ssoWatch.start(() => this.config);
   }
 
   /** Re-reads the config and applies only the differences. A bad file changes nothing (its ConfigError is thrown). */
@@ -70,6 +74,7 @@ export class Daemon {
     const previous = this.config!;
     const diff = diffConfigs(previous, next);
     this.config = next;
+    await this.ssoWatch?.check(next).catch(() => {});
     const grace = this.options.graceMs ?? 5_000;
     // Stop first, so a port moving from one target to another is free when the other starts.
     await Promise.all([...diff.removed, ...diff.changed].map(async (name) => {
@@ -95,6 +100,7 @@ export class Daemon {
   }
 
   async stop(): Promise<void> {
+    this.ssoWatch?.stop();
     const grace = this.options.graceMs ?? 5_000;
     await Promise.all([...this.targets.values()].map((t) => t.stop(grace)));
     this.targets.clear();
