@@ -138,6 +138,11 @@ for (const [location, entry] of Object.entries(thirdParty)) {
     copied.push(name);
   }
 }
+function bundledBins() {
+  return Object.fromEntries(
+    bundled.flatMap((name) => Object.entries(readJson(join(stage, "node_modules", name, "package.json")).bin ?? {}).map(([command, path]) => [command, `node_modules/${name}/${path.replace(/^\.\//, "")}`])),
+  );
+}
 const lockedVersion = (name) => thirdParty[`node_modules/${name}`]?.version;
 const { devDependencies, ...cliManifest } = cli;
 const manifest = {
@@ -145,6 +150,8 @@ const manifest = {
   description: rootManifest.description,
   license: rootManifest.license,
   engines: rootManifest.engines,
+  // The bundled packages' commands too (rdsd-emulator): npm links only the installed package's own "bin".
+  bin: { ...cli.bin, ...bundledBins() },
   dependencies: Object.fromEntries(
     [...Object.entries(exact(cli.dependencies)), ...copied.map((name) => [name, lockedVersion(name)])].sort(([a], [b]) => a.localeCompare(b)),
   ),

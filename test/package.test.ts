@@ -56,7 +56,8 @@ function filesUnder(root: string): string[] {
 describe("npm run package", () => {
   it("bundles every workspace package the CLI needs, with exact versions and no workspace links", () => {
     const top = readJson(join(unpacked, "package.json")) as { name: string; version: string; bin: Record<string, string>; dependencies: Record<string, string>; bundleDependencies: string[] };
-    expect(top).toMatchObject({ name: "rdsd", version: cli.version, bin: { rdsd: "bin/rdsd.js" } });
+    expect(top).toMatchObject({ name: "rdsd", version: cli.version, bin: { rdsd: "bin/rdsd.js", "rdsd-emulator": "node_modules/@rdsd/ssm-emulator/bin/rdsd-emulator.js" } });
+    for (const path of Object.values(top.bin)) expect(existsSync(join(unpacked, path)), path).toBe(true);
     const inside = manifests(unpacked);
     const workspaces = inside.filter((m) => String(m.manifest.name).startsWith("@rdsd/"));
     // The CLI's own @rdsd dependencies and, through them, the rest (iam, proxy, ssm-protocol, ...): each bundled.
