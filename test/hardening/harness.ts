@@ -277,13 +277,17 @@ export async function runAsNobody(script: string, args: string[], timeoutMs = 15
   return runCommand("setpriv", ["--reuid=nobody", "--regid=nogroup", "--clear-groups", process.execPath, "-e", script, ...args], { timeoutMs });
 }
 
-/** A raw PostgreSQL client for runAsNobody: sends a StartupMessage, prints what came back as base64. */
+/**
+ * A raw PostgreSQL client for runAsNobody: sends a StartupMessage, prints what came back as base64. Arguments:
+ * HOST PORT, or the path of a Unix socket.
+ */
 export const RAW_STARTUP_CLIENT = `
 const net = require("node:net");
 const [host, port] = [process.argv[1], Number(process.argv[2])];
+const where = host.startsWith("/") ? { path: host } : { host, port };
 const params = Buffer.from("user\\0someone\\0database\\0postgres\\0\\0");
 const head = Buffer.alloc(8); head.writeUInt32BE(8 + params.length, 0); head.writeUInt32BE(196608, 4);
-const socket = net.connect({ host, port }, () => socket.write(Buffer.concat([head, params])));
+const socket = net.connect(where, () => socket.write(Buffer.concat([head, params])));
 const got = [];
 socket.on("data", (c) => { got.push(c); if (c.includes(0x5a)) socket.end(); });
 socket.on("error", (e) => { console.log(JSON.stringify({ error: e.code })); process.exit(0); });

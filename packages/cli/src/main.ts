@@ -93,8 +93,9 @@ program
   .description("print a connection string for a target")
   .argument("<target>", "the target")
   .option("--tls", "add sslmode=verify-full with rdsd's local CA")
+  .option("--socket", "the target's Unix socket (host=<directory>, port=<n>) instead of its TCP address")
   .option("--json", "host, port, user, database and the URL as JSON")
-  .action((target: string, opts: { json?: boolean; tls?: boolean }) => run(async () => (await import("./commands/url.js")).urlCommand(target, opts))());
+  .action((target: string, opts: { json?: boolean; tls?: boolean; socket?: boolean }) => run(async () => (await import("./commands/url.js")).urlCommand(target, opts))());
 
 program
   .command("psql")

@@ -13,7 +13,7 @@ export const MODES: readonly TunnelMode[] = ["eager", "lazy"];
 /** Keys allowed both in `defaults` and in a target. */
 export const SHARED_KEYS = ["aws", "user", "port", "auth", "tls", "clientTls", "tunnel", "bastion", "allowOtherUsers", "allowNonLoopback", "pool", "parameters", "readOnly"] as const;
 /** Keys allowed only in a target. */
-export const TARGET_ONLY_KEYS = ["host", "listen", "database"] as const;
+export const TARGET_ONLY_KEYS = ["host", "listen", "socket", "database"] as const;
 
 const TUNNEL_KEYS_DEFAULTS = ["driver", "mode", "idleTimeout", "sessions", "pluginPath"] as const;
 const TUNNEL_KEYS_TARGET = [...TUNNEL_KEYS_DEFAULTS, "address"] as const;

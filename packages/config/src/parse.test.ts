@@ -562,6 +562,66 @@ describe("parseConfig: YAML syntax errors", () => {
   });
 });
 
+describe("parseConfig: Unix-socket listeners", () => {
+  const RUN = "/run/user/1000/rdsd";
+  const withSocket = (text: string, platform: NodeJS.Platform = "linux") => parseConfig(text, FILE, { home: HOME, runtimeDir: RUN, platform });
+  const socketErrors = (text: string, platform: NodeJS.Platform = "linux"): string[] => {
+    try {
+      withSocket(text, platform);
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      return (error as ConfigError).message.split("\n");
+    }
+    throw new Error("expected the config to be refused");
+  };
+
+  it("socket: true puts libpq's .s.PGSQL.<listen port> in a per-target directory under the runtime directory", () => {
+    const [a] = withSocket(yaml("targets:", "  orders-dev:", ...GOOD_TARGET, "    listen: 6432", "    socket: true")).targets;
+    expect(a?.listen).toHaveLength(2);
+    expect(a?.socket).toEqual({ directory: `${RUN}/sockets/orders-dev`, port: 6432, path: `${RUN}/sockets/orders-dev/.s.PGSQL.6432`, managed: true });
+  });
+
+  it("makes listen optional: a socket-only target is named after port 5432; socket: PATH chooses the directory", () => {
+    const config = withSocket(yaml("targets:", "  a:", ...GOOD_TARGET, "    socket: true", "  b:", ...GOOD_TARGET, "    socket: ~/run/pg", "    listen: 7001"));
+    expect(config.targets[0]?.listen).toEqual([]);
+    expect(config.targets[0]?.socket?.path).toBe(`${RUN}/sockets/a/.s.PGSQL.5432`);
+    expect(config.targets[1]?.socket).toEqual({ directory: "/home/u/run/pg", port: 7001, path: "/home/u/run/pg/.s.PGSQL.7001", managed: false });
+  });
+
+  it("socket: false, or no socket, keeps listen required", () => {
+    expect(socketErrors(yaml("targets:", "  a:", ...GOOD_TARGET, "    socket: false"))).toEqual([
+      `${FILE}:2:3: targets.a.listen: missing: expected a port 1-65535 or "ADDRESS:PORT" on loopback (or socket: true for a Unix socket only)`,
+    ]);
+    expect(withSocket(yaml("targets:", "  a:", ...GOOD_TARGET, "    listen: 6432")).targets[0]?.socket).toBeUndefined();
+  });
+
+  it("refuses a socket path longer than the OS allows (107 bytes on Linux, 103 on macOS) with the key's position and the fix", () => {
+    const dir = `/tmp/${"d".repeat(85)}`; // + "/.s.PGSQL.6432" = 104 bytes
+    const text = yaml("targets:", "  a:", ...GOOD_TARGET, "    listen: 6432", `    socket: ${dir}`);
+    expect(withSocket(text, "linux").targets[0]?.socket?.path).toHaveLength(104);
+    expect(socketErrors(text, "darwin")).toEqual([
+      `${FILE}:7:13: targets.a.socket: the socket path ${dir}/.s.PGSQL.6432 is 104 bytes, longer than the 103 bytes darwin allows for a Unix socket: choose a shorter directory (e.g. socket: /tmp/rdsd-a)`,
+    ]);
+    const deepRun = `/home/u/${"r".repeat(80)}/rdsd`;
+    const tooLong = () => parseConfig(yaml("targets:", "  orders-dev:", ...GOOD_TARGET, "    socket: true"), FILE, { home: HOME, runtimeDir: deepRun, platform: "linux" });
+    expect(tooLong).toThrow(
+      `${FILE}:6:13: targets.orders-dev.socket: the socket path ${deepRun}/sockets/orders-dev/.s.PGSQL.5432 is 126 bytes, longer than the 107 bytes linux allows for a Unix socket: set socket: to a shorter directory (e.g. socket: /tmp/rdsd-orders-dev), or point RDSD_RUNTIME_DIR at a shorter runtime directory`,
+    );
+  });
+
+  it("refuses other socket values, socket in defaults, and two targets on one socket file", () => {
+    expect(socketErrors(yaml("targets:", "  a:", ...GOOD_TARGET, "    socket: 1"))).toEqual([
+      `${FILE}:6:13: targets.a.socket: expected true (a private directory under rdsd's runtime directory), false, or a directory path, got 1`,
+    ]);
+    expect(socketErrors(yaml("defaults: { socket: true }", "targets:", "  a:", ...GOOD_TARGET, "    listen: 6432"))).toEqual([
+      `${FILE}:1:13: defaults.socket: not allowed in defaults: socket is set per target`,
+    ]);
+    expect(socketErrors(yaml("targets:", "  a:", ...GOOD_TARGET, "    socket: /tmp/pg", "  b:", ...GOOD_TARGET, "    socket: /tmp/pg"))).toEqual([
+      `${FILE}:11:13: targets.b.socket: /tmp/pg/.s.PGSQL.5432 is already the socket of target a (line 6): give each target its own directory or port`,
+    ]);
+  });
+});
+
 describe("parseConfig: session parameters and readOnly", () => {
   it("merges defaults' and the target's parameters name by name, as PostgreSQL reads the values", () => {
     const config = parse(

@@ -27,7 +27,7 @@ afterEach(async () => {
 const status = (targets: string[]): DaemonStatus => ({
   protocol: 1, version: "t", pid: process.pid, configFile: "/c.yaml", startedAt: new Date(0).toISOString(), socket: socketPath,
   stateDir: dir, logFile: join(dir, "rdsd.log"), localCaPath: join(dir, "ca.pem"),
-  targets: targets.map((name) => ({ name, listen: ["127.0.0.1:1"], state: "ready", driver: "direct", host: "h", port: 5432, user: "u", profile: null, region: null, database: null, readOnly: false, parameters: {}, connections: 0, parked: 0, spares: 0, bytesFromClients: 0, bytesToClients: 0, sessionIds: [], since: new Date(0).toISOString(), tokenAgeSeconds: null, lastError: null, warnings: [] })),
+  targets: targets.map((name) => ({ name, listen: ["127.0.0.1:1"], socket: null, state: "ready", driver: "direct", host: "h", port: 5432, user: "u", profile: null, region: null, database: null, readOnly: false, parameters: {}, connections: 0, parked: 0, spares: 0, bytesFromClients: 0, bytesToClients: 0, sessionIds: [], since: new Date(0).toISOString(), tokenAgeSeconds: null, lastError: null, warnings: [] })),
 });
 
 function handlers(overrides: Partial<ControlHandlers> = {}): ControlHandlers {

@@ -18,8 +18,10 @@ export interface Problem {
 /** One target in `rdsd status --json`. */
 export interface TargetStatus {
   name: string;
-  /** Bound addresses: "127.0.0.1:6432", "[::1]:6432". */
+  /** Bound addresses: "127.0.0.1:6432", "[::1]:6432" (empty for a target on a Unix socket only). */
   listen: string[];
+  /** The Unix socket's path (`<dir>/.s.PGSQL.<port>`) when the target has `socket`; null otherwise. */
+  socket: string | null;
   state: TargetState;
   /** "native", "plugin" or "direct". */
   driver: string;

@@ -1,6 +1,7 @@
 import { mkdir } from "node:fs/promises";
 import { issueLocalhostCertificate, loadOrCreateLocalCa, type PemKeyPair } from "@rdsd/certs";
 import { diffConfigs, loadConfig, type RdsdConfig } from "@rdsd/config";
+import { runtimeDir } from "@rdsd/control";
 import { ControlError, type ProbeReport, type ReloadReport, type TargetStatus } from "@rdsd/control";
 import { credentialProviderFor, IamTokenCache } from "@rdsd/iam";
 import { ProxyError } from "@rdsd/proxy";
@@ -16,6 +17,8 @@ import type { TunnelFactory } from "./tunnel-seam.js";
 export interface DaemonOptions {
   configPath: string;
   stateDir: string;
+  /** Where `socket: true` targets put their socket directories (the control socket's directory). */
+  runtimeDir?: string;
   logger: DaemonLogger;
   /** Open client connections get this long to finish on stop and on target removal. Default 5 s. */
   graceMs?: number;
@@ -54,7 +57,7 @@ export class Daemon {
 
   /** Loads the config (a ConfigError is thrown as is) and starts every target. */
   async start(): Promise<void> {
-    const config = await loadConfig(this.options.configPath);
+    const config = await loadConfig(this.options.configPath, { runtimeDir: this.options.runtimeDir ?? runtimeDir() });
     await mkdir(this.options.stateDir, { recursive: true, mode: 0o700 });
     const localCa = await loadOrCreateLocalCa(this.options.stateDir);
     this.localCaPath = localCa.caPath;
@@ -70,7 +73,7 @@ export class Daemon {
 
   /** Re-reads the config and applies only the differences. A bad file changes nothing (its ConfigError is thrown). */
   async reload(): Promise<ReloadReport> {
-    const next = await loadConfig(this.options.configPath);
+    const next = await loadConfig(this.options.configPath, { runtimeDir: this.options.runtimeDir ?? runtimeDir() });
     const previous = this.config!;
     const diff = diffConfigs(previous, next);
     this.config = next;

@@ -1,10 +1,10 @@
-import { access, constants, readFile } from "node:fs/promises";
+import { access, constants, lstat, readFile } from "node:fs/promises";
 import net from "node:net";
-import { delimiter, join } from "node:path";
+import { delimiter, dirname, join } from "node:path";
 import { ConfigError, joinHostPort, loadConfig, type RdsdConfig, type TargetConfig } from "@rdsd/config";
 import { answers, requestDaemon, type DaemonStatus } from "@rdsd/control";
 import { configuredEndpoint, credentialProviderFor, describeCredentialError, resolveRegion } from "@rdsd/iam";
-import { sockDiagOwnerLookup, type ExactOwnerLookup } from "@rdsd/proxy";
+import { peerCredentialsAvailable, sockDiagOwnerLookup, type ExactOwnerLookup } from "@rdsd/proxy";
 import { parseBundle, RDS_CA_BUNDLE_URL, rdsCaBundlePath } from "./rds-ca-bundle.js";
 import { bastionCheck } from "./ssm-tunnels.js";
 import { ssoSessionsInUse, targetsUsingAws, type SsoSessionUse } from "./sso-sessions.js";
@@ -36,7 +36,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> 
   const add = (check: DoctorCheck) => checks.push(check);
   let config: RdsdConfig;
   try {
-    config = await loadConfig(options.configPath);
+    config = await loadConfig(options.configPath, { runtimeDir: dirname(options.socketPath) });
     add({ name: "config", status: "ok", detail: `${config.targets.length} target(s) in ${config.file}`, fix: null });
   } catch (err) {
     add({ name: "config", status: "fail", detail: err instanceof ConfigError ? err.message : (err as Error).message, fix: "fix the config file (see config/README.md)" });
@@ -86,6 +86,9 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> 
 
   for (const check of await caChecks(config.targets, options.stateDir)) add(check);
   for (const check of await portChecks(config.targets, daemon)) add(check);
+  for (const check of await socketChecks(config.targets, daemon)) add(check);
+  const peerCheck = socketPeerCheck(config.targets, process.platform, () => peerCredentialsAvailable());
+  if (peerCheck) add(peerCheck);
   add(localUserCheck(config.targets, process.platform, () => sockDiagOwnerLookup()));
   for (const target of config.targets.filter((t) => t.tunnel.driver === "plugin")) add(await pluginCheck(target, options.env ?? process.env));
   return checks;
@@ -176,6 +179,49 @@ async function portChecks(targets: TargetConfig[], daemon: DaemonStatus | undefi
     }
   }
   return checks;
+}
+
+/** Each target's Unix socket: held by rdsd, free, stale (replaced at start), or someone else's. */
+async function socketChecks(targets: TargetConfig[], daemon: DaemonStatus | undefined): Promise<DoctorCheck[]> {
+  const checks: DoctorCheck[] = [];
+  for (const target of targets) {
+    const socket = target.socket;
+    if (!socket) continue;
+    const name = `socket ${target.name} ${socket.path}`;
+    if (daemon?.targets.some((t) => t.name === target.name && t.socket === socket.path)) {
+      checks.push({ name, status: "ok", detail: `in use by rdsd for this target (psql "host=${socket.directory} port=${socket.port}")`, fix: null });
+      continue;
+    }
+    const info = await lstat(socket.path).catch(() => undefined);
+    if (info === undefined) checks.push({ name, status: "ok", detail: socket.managed ? "free (rdsd creates its private directory at start)" : "free", fix: null });
+    else if (!info.isSocket()) checks.push({ name, status: "fail", detail: "the path exists and is not a socket", fix: `remove it, or choose another directory for targets.${target.name}.socket` });
+    else if (await socketAnswers(socket.path)) checks.push({ name, status: "fail", detail: "another program listens on it", fix: `stop it, or choose another directory for targets.${target.name}.socket` });
+    else checks.push({ name, status: "ok", detail: "a stale socket left by a daemon that did not stop cleanly; rdsd replaces it at start", fix: null });
+  }
+  return checks;
+}
+
+function socketAnswers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = net.connect(path);
+    probe.once("connect", () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once("error", () => resolve(false));
+  });
+}
+
+/** How the Unix sockets tell other users apart: the peer's credentials (SO_PEERCRED), or permissions alone. */
+export function socketPeerCheck(targets: ReadonlyArray<{ socket?: unknown; allowOtherUsers?: boolean }>, platform: NodeJS.Platform, available: () => { ok: true } | { ok: false; reason: string }): DoctorCheck | undefined {
+  const guarded = targets.filter((t) => t.socket !== undefined && !t.allowOtherUsers);
+  if (guarded.length === 0) return undefined;
+  const name = "socket peer check";
+  const state = available();
+  if (state.ok) return { name, status: "ok", detail: "each Unix-socket connection's uid comes from the kernel (SO_PEERCRED); other users are refused", fix: null };
+  const detail = `other users are kept out of the Unix sockets by their permissions only (0600 socket, 0700 directory): ${state.reason}`;
+  if (platform !== "linux") return { name, status: "skip", detail, fix: null };
+  return { name, status: "warn", detail, fix: "install a C compiler (gcc/g++), make and python3, then run `npm run build:addon -w @rdsd/sock-diag` in the rdsd directory" };
 }
 
 function bindProblem(host: string, port: number): Promise<string | null> {

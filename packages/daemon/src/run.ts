@@ -1,3 +1,4 @@
+import { dirname } from "node:path";
 import { ConfigError } from "@rdsd/config";
 import { CONTROL_PROTOCOL, ControlError, DaemonAlreadyRunningError, serveControl, type ControlHandlers, type ControlServer, type ReloadReport } from "@rdsd/control";
 import { Daemon } from "./daemon.js";
@@ -33,6 +34,7 @@ export async function runDaemon(options: RunDaemonOptions): Promise<number> {
   const daemon: Daemon = new Daemon({
     configPath: options.configPath,
     stateDir: options.stateDir,
+    runtimeDir: dirname(options.socketPath),
     logger,
     onTargetState: () => notifier.status(daemon.targetStatus()),
     ...(options.createTunnel ? { createTunnel: options.createTunnel } : {}),

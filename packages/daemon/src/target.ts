@@ -81,6 +81,7 @@ export class Target {
       clientTls: this.config.clientTls ? this.services.localCertificate : null,
       allowOtherUsers: this.config.allowOtherUsers === true,
       pool: this.config.pool && { idle: this.config.pool.idle, idleTimeoutMs: this.config.pool.idleTimeoutMs },
+      ...(this.config.socket ? { socket: this.config.socket } : {}),
       ...(this.config.parameters ? { parameters: this.config.parameters } : {}),
       readOnly: this.config.readOnly === true,
       logger: this.log,
@@ -89,12 +90,12 @@ export class Target {
     try {
       await this.proxy.start();
     } catch (err) {
-      this.setupError = { message: (err as Error).message, fix: "free the port or change this target's listen setting, then `rdsd reload`" };
+      this.setupError = { message: (err as Error).message, fix: this.config.socket ? "free the port or the socket (or change this target's listen or socket setting), then `rdsd reload`" : "free the port or change this target's listen setting, then `rdsd reload`" };
       this.setState("failed");
       await this.tunnel?.stop();
       throw err;
     }
-    this.log.info("listening", { listen: this.listenAddresses().join(", "), via: this.dialer!.describe() });
+    this.log.info("listening", { listen: this.listenAddresses().join(", "), ...(this.config.socket ? { socket: this.config.socket.path } : {}), via: this.dialer!.describe() });
     await this.startTunnel();
   }
 
@@ -131,6 +132,7 @@ export class Target {
     return {
       name: this.name,
       listen: this.listenAddresses(),
+      socket: this.proxy?.socketPath() ?? this.config.socket?.path ?? null,
       state: this.state,
       driver: this.config.tunnel.driver,
       host: this.config.host,

@@ -156,3 +156,6 @@ export async function socketOwner(client: Endpoint, listener: Endpoint, options:
   const uid = await procSocketOwnerUid(client, listener, options.read);
   return fallbackNotice === undefined ? { uid, method: "proc" } : { uid, method: "proc", fallbackNotice };
 }
+
+/** The Unix-socket side of the same question: the peer's credentials, straight from the kernel (SO_PEERCRED). */
+export { peerCredentialsAvailable, unixPeerCredentials } from "@rdsd/sock-diag";

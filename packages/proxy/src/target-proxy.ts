@@ -27,7 +27,8 @@ import { InvalidPacketError, StreamClosedError } from "./packet-reader.js";
 import { IdlePool, type ParkedConnection } from "./idle-pool.js";
 import { relay, type SessionWatch } from "./relay.js";
 import { resetSession } from "./session-reset.js";
-import { socketOwner, type SocketOwner } from "./socket-owner.js";
+import { peerCredentialsAvailable, socketOwner, unixPeerCredentials, type SocketOwner } from "./socket-owner.js";
+import { listenUnix, removeSocketDirectory, type UnixSocketOptions } from "./unix-listener.js";
 import { loginUpstream, secureUpstream, type UpstreamTarget } from "./upstream-login.js";
 
 export interface ListenAddress {
@@ -55,6 +56,11 @@ export interface TargetProxyOptions {
    * Default false: only the user running rdsd may use its database login. Elsewhere the check is skipped.
    */
   allowOtherUsers?: boolean;
+  /**
+   * Also listen on this Unix socket (libpq's `<dir>/.s.PGSQL.<port>`). Other uids are refused from its peer
+   * credentials, as on TCP; its directory and mode keep them out first.
+   */
+  socket?: UnixSocketOptions;
   /** Session settings sent upstream as `-c NAME=VALUE` after the client's own startup `options`. */
   parameters?: Readonly<Record<string, string>>;
   /**
@@ -105,6 +111,8 @@ const RESET_TIMEOUT_MS = 10_000;
  */
 export class TargetProxy extends EventEmitter {
   private readonly servers: net.Server[] = [];
+  private unixServer: net.Server | undefined;
+  private peerCheckNoticeGiven = false;
   private readonly clients = new Set<net.Socket>();
   private readonly cancels = new CancelRegistry();
   private readonly clientTls: tls.SecureContext | null;
@@ -139,26 +147,37 @@ export class TargetProxy extends EventEmitter {
     return this.options.name;
   }
 
-  /** Binds every listen address. Fails (and binds nothing) if one is taken. */
+  /** Binds every listen address and the Unix socket. Fails (and binds nothing) if one is taken. */
   async start(): Promise<void> {
     try {
       for (const address of this.options.listen) {
         const server = await this.bind(address);
         if (server) this.servers.push(server);
       }
+      if (this.options.socket) {
+        const server = net.createServer((socket) => this.accept(socket, "unix"));
+        await listenUnix(server, this.options.socket, this.options.allowOtherUsers === true, this.name);
+        server.on("error", (err) => this.logger.error("listener error", { target: this.name, error: err.message }));
+        this.unixServer = server;
+      }
     } catch (err) {
       await this.closeServers();
       throw err;
     }
-    if (this.servers.length === 0) throw new Error(`target ${this.name}: no listen address could be bound`);
+    if (this.servers.length === 0 && !this.unixServer) throw new Error(`target ${this.name}: no listen address could be bound`);
   }
 
-  /** The addresses actually listened on. */
+  /** The TCP addresses actually listened on. */
   addresses(): ListenAddress[] {
     return this.servers.map((s) => {
       const a = s.address() as net.AddressInfo;
       return { host: a.address, port: a.port };
     });
+  }
+
+  /** The Unix socket listened on, if any. */
+  socketPath(): string | undefined {
+    return this.unixServer ? this.options.socket?.path : undefined;
   }
 
   /**
@@ -249,10 +268,14 @@ export class TargetProxy extends EventEmitter {
 
   private async closeServers(): Promise<void> {
     const servers = this.servers.splice(0);
+    const unix = this.unixServer;
+    this.unixServer = undefined;
+    if (unix) servers.push(unix);
     await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    if (unix && this.options.socket) await removeSocketDirectory(this.options.socket);
   }
 
-  private accept(socket: net.Socket): void {
+  private accept(socket: net.Socket, kind: "tcp" | "unix" = "tcp"): void {
     const id = this.nextConnectionId++;
     this.accepted++;
     this.clients.add(socket);
@@ -264,17 +287,17 @@ export class TargetProxy extends EventEmitter {
     });
     // A client's bytes must never crash the daemon: every path below ends in a handled promise.
     socket.on("error", () => socket.destroy());
-    this.serve(socket, id).catch((err: unknown) => {
+    this.serve(socket, id, kind).catch((err: unknown) => {
       this.logger.error("unexpected error serving a client", { target: this.name, connection: id, error: String(err) });
       socket.destroy();
     });
   }
 
-  private async serve(socket: net.Socket, id: number): Promise<void> {
+  private async serve(socket: net.Socket, id: number, kind: "tcp" | "unix"): Promise<void> {
     const current: { stream: net.Socket | tls.TLSSocket } = { stream: socket };
     // Looked up while the client sends its startup (only the client is involved so far); decided before
     // anything else happens for it: no dial, no tunnel, no credentials, no error text of the target's.
-    const stranger = this.checkLocalUser(socket, id);
+    const stranger = kind === "unix" ? Promise.resolve(this.checkUnixPeer(socket, id)) : this.checkLocalUser(socket, id);
     let hello;
     try {
       hello = await readClientHello(socket, { tls: this.clientTls, signal: AbortSignal.timeout(this.options.startupTimeoutMs ?? DEFAULT_STARTUP_TIMEOUT_MS) }, current);
@@ -456,6 +479,36 @@ export class TargetProxy extends EventEmitter {
       : owner?.method === "proc" ? "an unknown local user (its socket is not in /proc/net/tcp)"
       : "an unknown local user (the owner of its socket could not be looked up)";
     this.logger.warn("connection from another local user refused", { target: this.name, connection: id, uid: uid ?? "unknown", lookup: owner?.method ?? "failed", client: `${socket.remoteAddress}:${socket.remotePort}` });
+    return this.strangerRefusal(who, ownUid);
+  }
+
+  /**
+   * The same rule on the Unix socket, from the peer's credentials (SO_PEERCRED). Where they cannot be read
+   * (no addon) the check is skipped: the socket's own 0600 mode and its directory keep other users out.
+   */
+  private checkUnixPeer(socket: net.Socket, id: number): ProxyError | null {
+    if (this.options.allowOtherUsers) return null;
+    const available = peerCredentialsAvailable();
+    if (!available.ok) {
+      if (!this.peerCheckNoticeGiven) {
+        this.peerCheckNoticeGiven = true;
+        this.logger.warn("Unix-socket peer check skipped: the socket's permissions alone keep other users out", { target: this.name, reason: available.reason });
+      }
+      return null;
+    }
+    const ownUid = process.geteuid!();
+    let uid: number | undefined;
+    try {
+      uid = unixPeerCredentials(socket).uid;
+    } catch (err) {
+      this.logger.warn("cannot tell which local user opened a connection", { target: this.name, connection: id, error: (err as Error).message });
+    }
+    if (uid === ownUid) return null;
+    this.logger.warn("connection from another local user refused", { target: this.name, connection: id, uid: uid ?? "unknown", lookup: "peercred", client: this.options.socket?.path });
+    return this.strangerRefusal(uid !== undefined ? `local user uid ${uid}` : "an unknown local user (its credentials could not be read)", ownUid);
+  }
+
+  private strangerRefusal(who: string, ownUid: number): ProxyError {
     return new ProxyError(
       `rdsd refused this connection: it comes from ${who}, and target ${this.name} serves only uid ${ownUid}, the user running rdsd`,
       "connect as the user running rdsd, or set allowOtherUsers: true for this target in the rdsd config to share its database login with every local user",

@@ -357,10 +357,65 @@ static napi_value js_self_test(napi_env env, napi_callback_info info) {
   return object;
 }
 
+// peerCredentials(fd: number) -> { uid, gid, pid }
+// The credentials the kernel recorded for the other end of a connected Unix socket when it connected
+// (SO_PEERCRED on Linux; getpeereid on macOS and the BSDs, which give no pid: -1). `fd` is the socket's
+// descriptor as libuv holds it; the call only reads from it.
+static napi_value js_peer_credentials(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  int32_t fd;
+  napi_valuetype type;
+  if (argc != 1 || napi_typeof(env, argv[0], &type) != napi_ok || type != napi_number || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) {
+    return throw_type_error(env, "peerCredentials(fd) takes a file descriptor (an integer >= 0)");
+  }
+  failure_t failure = {0, ""};
+  uint32_t uid, gid;
+  int32_t pid;
+#if defined(__linux__)
+  struct ucred credentials;
+  socklen_t length = sizeof credentials;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) {
+    failure.errnum = errno;
+    failure.what = "getsockopt(SO_PEERCRED)";
+    return throw_errno(env, &failure);
+  }
+  uid = credentials.uid;
+  gid = credentials.gid;
+  pid = credentials.pid;
+#elif defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__) || defined(__NetBSD__)
+  uid_t peer_uid;
+  gid_t peer_gid;
+  if (getpeereid(fd, &peer_uid, &peer_gid) != 0) {
+    failure.errnum = errno;
+    failure.what = "getpeereid";
+    return throw_errno(env, &failure);
+  }
+  uid = peer_uid;
+  gid = peer_gid;
+  pid = -1;
+#else
+  failure.errnum = ENOSYS;
+  failure.what = "peer credentials";
+  return throw_errno(env, &failure);
+#endif
+  napi_value object, uid_value, gid_value, pid_value;
+  if (napi_create_object(env, &object) != napi_ok) return NULL;
+  if (napi_create_uint32(env, uid, &uid_value) != napi_ok) return NULL;
+  if (napi_create_uint32(env, gid, &gid_value) != napi_ok) return NULL;
+  if (napi_create_int32(env, pid, &pid_value) != napi_ok) return NULL;
+  napi_set_named_property(env, object, "uid", uid_value);
+  napi_set_named_property(env, object, "gid", gid_value);
+  napi_set_named_property(env, object, "pid", pid_value);
+  return object;
+}
+
 NAPI_MODULE_INIT() {
   napi_property_descriptor properties[] = {
       {"lookup", NULL, js_lookup, NULL, NULL, NULL, napi_enumerable, NULL},
       {"selfTest", NULL, js_self_test, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"peerCredentials", NULL, js_peer_credentials, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties) != napi_ok) return NULL;
   return exports;

@@ -17,6 +17,15 @@ export interface TcpSocketInfo {
 export interface SockDiagAddon {
   lookup(family: 4 | 6, local: Uint8Array, localPort: number, remote: Uint8Array, remotePort: number): TcpSocketInfo | null;
   selfTest(): { inode: number; found: TcpSocketInfo | null };
+  peerCredentials(fd: number): PeerCredentials;
+}
+
+/** Who connected to a Unix socket, as the kernel recorded it at connect time. */
+export interface PeerCredentials {
+  uid: number;
+  gid: number;
+  /** The connecting process; -1 where the OS does not say (getpeereid). */
+  pid: number;
 }
 
 export type SockDiagStatus = { ok: true } | { ok: false; reason: string };

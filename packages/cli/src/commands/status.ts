@@ -20,7 +20,7 @@ export function formatStatus(status: DaemonStatus, paint: Paint, now: number): s
   const header = ["TARGET", "LISTEN", "STATE", "AWS", "SESSION", "UPTIME", "CONNS", "PARKED", "SPARES", "IN/OUT", "TOKEN AGE"].map((h) => paint.bold(h));
   const rows = status.targets.map((t) => [
     t.readOnly ? `${t.name} ${paint.yellow("(read-only)")}` : t.name,
-    t.listen.join(" "),
+    [...t.listen, ...(t.socket === null ? [] : [t.socket])].join(" "),
     paint[STATE_COLOUR[t.state]](t.state),
     awsColumn(t),
     t.sessionIds.length === 0 ? "-" : t.sessionIds.join(","),

@@ -5,6 +5,7 @@ import { CliError, EXIT } from "../exit.js";
 
 export interface ConnectionInfo {
   url: string;
+  /** An IP address, or the Unix socket's directory (libpq's host for a socket). */
   host: string;
   port: number;
   user: string;
@@ -18,8 +19,12 @@ export interface ConnectionInfo {
   region: string | null;
 }
 
-/** How to reach a target on this machine: the first IPv4 listener (else IPv6), as a libpq URL. */
-export function connectionInfo(status: DaemonStatus, target: TargetStatus, tls: boolean): ConnectionInfo {
+/**
+ * How to reach a target on this machine, as a libpq URL: the first IPv4 listener (else IPv6), or the Unix
+ * socket when asked for (or when the target has only that).
+ */
+export function connectionInfo(status: DaemonStatus, target: TargetStatus, tls: boolean, socket = false): ConnectionInfo {
+  if (socket || (target.listen.length === 0 && target.socket !== null)) return socketInfo(status, target, tls);
   const address = target.listen.find((a) => !a.startsWith("[")) ?? target.listen[0];
   if (!address) throw new CliError(`target ${target.name} is not listening`, "see `rdsd status` for its error");
   const colon = address.lastIndexOf(":");
@@ -31,18 +36,30 @@ export function connectionInfo(status: DaemonStatus, target: TargetStatus, tls: 
   return { url: `postgresql://${encodeURIComponent(target.user)}@${hostInUrl}:${port}${db}${params}`, host, port, user: target.user, database: target.database, sslrootcert: status.localCaPath, readOnly: target.readOnly, profile: target.profile, region: target.region };
 }
 
+/** libpq's form for a socket: the directory as `host` and the number in `.s.PGSQL.<port>` as `port`. */
+function socketInfo(status: DaemonStatus, target: TargetStatus, tls: boolean): ConnectionInfo {
+  if (target.socket === null) throw new CliError(`target ${target.name} has no Unix socket`, "set socket: true on it in the rdsd config, then `rdsd reload`");
+  if (tls) throw new CliError("--tls does not apply to a Unix socket", "libpq never uses TLS on a Unix socket: leave out --tls, or leave out --socket for a TCP URL");
+  const slash = target.socket.lastIndexOf("/");
+  const directory = target.socket.slice(0, slash);
+  const port = Number(target.socket.slice(target.socket.lastIndexOf(".") + 1));
+  const db = target.database ? encodeURIComponent(target.database) : "";
+  const url = `postgresql://${encodeURIComponent(target.user)}@/${db}?host=${encodeURIComponent(directory)}&port=${port}`;
+  return { url, host: directory, port, user: target.user, database: target.database, sslrootcert: status.localCaPath, readOnly: target.readOnly, profile: target.profile, region: target.region };
+}
+
 /** Said on stderr beside a read-only target's URL, so that `$(rdsd url X)` still captures the URL alone. */
 export function readOnlyNote(name: string): string {
   return `note: target ${name} is read-only in rdsd's config (readOnly: true): sessions start with default_transaction_read_only = on\n`;
 }
 
-async function lookup(name: string, tls: boolean): Promise<ConnectionInfo> {
+async function lookup(name: string, tls: boolean, socket = false): Promise<ConnectionInfo> {
   const status = await ask("status", { target: name });
-  return connectionInfo(status, status.targets[0]!, tls);
+  return connectionInfo(status, status.targets[0]!, tls, socket);
 }
 
-export async function urlCommand(name: string, opts: { json?: boolean; tls?: boolean }): Promise<number> {
-  const info = await lookup(name, Boolean(opts.tls));
+export async function urlCommand(name: string, opts: { json?: boolean; tls?: boolean; socket?: boolean }): Promise<number> {
+  const info = await lookup(name, Boolean(opts.tls), Boolean(opts.socket));
   if (!opts.json && info.readOnly) process.stderr.write(readOnlyNote(name));
   process.stdout.write(opts.json ? JSON.stringify(info, null, 2) + "\n" : info.url + "\n");
   return EXIT.ok;
