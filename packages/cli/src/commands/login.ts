@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { homedir } from "node:os";
 import { loadConfig, resolveConfigPath } from "@rdsd/config";
-import { answers, controlSocketPath } from "@rdsd/control";
+import { answers, controlSocketPath, runtimeDir } from "@rdsd/control";
 import { ssoSessionsInUse } from "@rdsd/daemon";
 import { ask } from "../daemon-client.js";
 import { CliError, EXIT } from "../exit.js";
@@ -12,7 +12,7 @@ import { CliError, EXIT } from "../exit.js";
  */
 export async function loginCommand(opts: { config?: string; all?: boolean }): Promise<number> {
   const configPath = resolveConfigPath({ ...(opts.config ? { flag: opts.config } : {}), env: process.env, home: homedir() });
-  const config = await loadConfig(configPath);
+  const config = await loadConfig(configPath, { runtimeDir: runtimeDir() });
   const sessions = await ssoSessionsInUse(config);
   const chosen = opts.all ? sessions : sessions.filter((s) => s.expired);
   if (sessions.length === 0) {

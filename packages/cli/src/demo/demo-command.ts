@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createCertificateAuthority } from "@rdsd/certs";
 import { loadConfig } from "@rdsd/config";
-import { answers, controlSocketPath, requestDaemon } from "@rdsd/control";
+import { answers, controlSocketPath, requestDaemon, runtimeDir } from "@rdsd/control";
 import { runDaemon } from "@rdsd/daemon";
 import { startEmulator } from "@rdsd/ssm-emulator";
 import { freePort } from "@rdsd/tunnel";
@@ -120,7 +120,7 @@ async function writeDemoConfig(dir: string) {
   const configPath = join(dir, "demo.yaml");
   await writeFile(configPath, text);
   await mkdir(join(dir, "state"), { recursive: true, mode: 0o700 });
-  return { configPath, config: await loadConfig(configPath) };
+  return { configPath, config: await loadConfig(configPath, { runtimeDir: runtimeDir() }) };
 }
 
 /** `rdsd demo --check`: each target probed through the running daemon, as `rdsd test` does; true when all pass. */
