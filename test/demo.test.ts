@@ -47,10 +47,23 @@ describe("rdsd demo", () => {
       expect(psql.stdout.trim()).toBe("iam_dev orders");
       expect(stderr).toMatch(/IAM token accepted for iam_dev at orders-dev\.abc123xyz\.eu-west-2\.rds\.amazonaws\.com/);
 
+      // The second target lives in a second AWS account, reached with its own profile.
+      expect(stdout).toContain("orders-dev (AWS account 111111111111, profile rdsd-demo-dev):");
+      expect(stdout).toContain("billing-dev (AWS account 222222222222, profile rdsd-demo-billing):");
+      const billingLine = /psql "(host=localhost port=\d+ dbname=billing)"/.exec(stdout)![1]!;
+      const billing = await runCommand("psql", ["-X", "-At", billingLine, "-c", "SELECT current_database()"], { env: pgClientEnv({ PGCONNECT_TIMEOUT: "30" }) });
+      expect(billing.stderr).toBe("");
+      expect(billing.stdout.trim()).toBe("billing");
+      expect(stderr).toMatch(/IAM token accepted for iam_dev at billing-dev\.abc123xyz\.eu-west-2\.rds\.amazonaws\.com/);
+
       const status = JSON.parse((await runCommand(process.execPath, [RDSD, "status", "--json"], { env })).stdout) as DaemonStatus;
       const orders = status.targets.find((t) => t.name === "orders-dev")!;
       expect(orders).toMatchObject({ state: "ready", driver: "native", lastError: null });
       expect(orders.sessionIds).toHaveLength(1);
+      expect(status.targets.map((t) => [t.name, t.profile, t.region])).toEqual([
+        ["orders-dev", "rdsd-demo-dev", "eu-west-2"],
+        ["billing-dev", "rdsd-demo-billing", "eu-west-2"],
+      ]);
       expect(orders.tokenAgeSeconds).not.toBeNull();
       // The token and the keys that sign it never reach a log.
       const daemonLog = await readFile(status.logFile, "utf8");

@@ -57,9 +57,8 @@ export async function demoCommand(opts: { check?: boolean } = {}): Promise<numbe
     );
     cleanups.push(() => postgres.stop());
 
-    const bastion = config.targets.map((t) => t.bastion).find((b) => b && "instanceId" in b);
-    const instanceId = bastion && "instanceId" in bastion ? bastion.instanceId : "i-0de00000000000001";
-    const keys = { accessKeyId: "AKIDRDSDDEMO00000001", secretAccessKey: "rdsd-demo-secret-not-a-real-aws-key-0001" };
+    const accounts = demoAccounts(config.targets);
+    const keysFor = (profile: string | undefined) => (accounts.find((a) => a.profile === profile) ?? accounts[0]!);
     const front = await startRdsFront({
       certificate,
       port: config.targets[0]?.port ?? 5432,
@@ -67,22 +66,24 @@ export async function demoCommand(opts: { check?: boolean } = {}): Promise<numbe
       checkToken: (token, host, user) => {
         const target = config.targets.find((t) => t.host === host);
         if (!target) return `no database answers to the name ${host}`;
-        return rdsTokenProblem(token, { host, port: target.port, user, region, ...keys, now: new Date() });
+        // Signed for this database's account: the other account's key does not open it.
+        const { accessKeyId, secretAccessKey } = keysFor(target.aws.profile);
+        return rdsTokenProblem(token, { host, port: target.port, user, region, accessKeyId, secretAccessKey, now: new Date() });
       },
       log: say,
     });
     cleanups.push(() => front.close());
     const emulator = await startEmulator({
       region,
-      credentials: [keys],
-      instances: [{ instanceId, tags: { Name: "rdsd-demo-bastion" } }],
+      credentials: accounts.map(({ accessKeyId, secretAccessKey, account }) => ({ accessKeyId, secretAccessKey, account })),
+      instances: accounts.map((a) => ({ instanceId: a.bastion, tags: { Name: "rdsd-demo-bastion" }, account: a.account })),
       hostMap: config.targets.map((t) => ({ from: `${t.host}:${t.port}`, to: `127.0.0.1:${front.port}` })),
     });
     cleanups.push(() => emulator.close());
-    say(`SSM emulator (the AWS side) at ${emulator.endpoint}, bastion ${instanceId}`);
+    say(`SSM emulator (the AWS side) at ${emulator.endpoint}: ${accounts.map((a) => `account ${a.account} (profile ${a.profile ?? "default"}, bastion ${a.bastion})`).join(", ")}`);
 
-    // The daemon's AWS SDK talks to the emulator with the emulator's keys, never to AWS.
-    useEmulatorCredentials(emulator.endpoint, region, keys, dir);
+    // The daemon's AWS SDK talks to the emulator with each account's key, through a profile per account, never to AWS.
+    await useEmulatorCredentials(emulator.endpoint, region, accounts, dir);
     let ready = false;
     let checked: Promise<boolean> | undefined;
     const code = await runDaemon({
@@ -97,7 +98,7 @@ export async function demoCommand(opts: { check?: boolean } = {}): Promise<numbe
       onReady: () => {
         ready = true;
         if (opts.check) checked = checkTargets(socketPath, config.targets.map((t) => t.name), say).finally(() => stop.abort());
-        else process.stdout.write(instructions(config.targets));
+        else process.stdout.write(instructions(config.targets, accounts));
       },
     });
     if (!ready) throw new CliError(`the demo daemon did not start (log: ${join(dir, "state", "rdsd.log")})`, null);
@@ -139,26 +140,53 @@ async function checkTargets(socketPath: string, names: string[], say: (line: str
   return allPassed;
 }
 
-function useEmulatorCredentials(endpoint: string, region: string, keys: { accessKeyId: string; secretAccessKey: string }, dir: string): void {
-  for (const name of ["AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_WEB_IDENTITY_TOKEN_FILE"]) delete process.env[name];
+/** One emulated AWS account per distinct profile the demo's targets name, in config order. */
+interface DemoAccount {
+  profile: string | undefined;
+  account: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  bastion: string;
+}
+
+function demoAccounts(targets: { aws: { profile?: string } }[]): DemoAccount[] {
+  const profiles = [...new Set(targets.map((t) => t.aws.profile))];
+  return profiles.map((profile, i) => {
+    const n = String(i + 1);
+    return {
+      profile,
+      account: n.repeat(12).slice(0, 12),
+      accessKeyId: `AKIDRDSDDEMO${n.padStart(8, "0")}`,
+      secretAccessKey: `rdsd-demo-secret-not-a-real-aws-key-${n.padStart(4, "0")}`,
+      bastion: `i-0de${n.padStart(14, "0")}`,
+    };
+  });
+}
+
+/** A temporary AWS config and credentials file with a profile per account (a target without a profile gets `default`). */
+async function useEmulatorCredentials(endpoint: string, region: string, accounts: DemoAccount[], dir: string): Promise<void> {
+  const configFile = join(dir, "aws-config");
+  const credentialsFile = join(dir, "aws-credentials");
+  await writeFile(configFile, accounts.map((a) => `[${a.profile ? `profile ${a.profile}` : "default"}]\nregion = ${region}\n`).join("\n"), { mode: 0o600 });
+  await writeFile(credentialsFile, accounts.map((a) => `[${a.profile ?? "default"}]\naws_access_key_id = ${a.accessKeyId}\naws_secret_access_key = ${a.secretAccessKey}\n`).join("\n"), { mode: 0o600 });
+  for (const name of ["AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_WEB_IDENTITY_TOKEN_FILE"]) delete process.env[name];
   Object.assign(process.env, {
-    AWS_ACCESS_KEY_ID: keys.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: keys.secretAccessKey,
     AWS_REGION: region,
     AWS_ENDPOINT_URL_SSM: endpoint,
     AWS_EC2_METADATA_DISABLED: "true",
     // The demo's SDK only ever talks to the emulator: its Node support notice would just be noise here.
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
-    AWS_CONFIG_FILE: join(dir, "no-aws-config"),
-    AWS_SHARED_CREDENTIALS_FILE: join(dir, "no-aws-credentials"),
+    AWS_CONFIG_FILE: configFile,
+    AWS_SHARED_CREDENTIALS_FILE: credentialsFile,
   });
 }
 
-function instructions(targets: { name: string; listen: { host: string; port: number }[]; user: string; database?: string }[]): string {
+function instructions(targets: { name: string; listen: { host: string; port: number }[]; user: string; database?: string; aws: { profile?: string } }[], accounts: DemoAccount[]): string {
   const lines = ["", "rdsd demo is running: the SSM emulator plays AWS, a local PostgreSQL plays RDS (TLS, IAM tokens).", ""];
   for (const t of targets) {
     const port = t.listen[0]!.port;
-    lines.push(`${t.name}:`);
+    const account = accounts.find((a) => a.profile === t.aws.profile);
+    lines.push(`${t.name} (AWS account ${account?.account ?? "?"}, profile ${t.aws.profile ?? "default"}):`);
     lines.push(`  psql "host=localhost port=${port}${t.database ? ` dbname=${t.database}` : ""}"`);
     lines.push(`  GUI (DBeaver, DataGrip, pgAdmin): postgresql://${t.user}@localhost:${port}${t.database ? `/${t.database}` : ""}   (no password)`);
   }
