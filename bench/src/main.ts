@@ -17,6 +17,7 @@ import { renderMarkdown, renderNotes, renderTable, type BenchReport } from "./re
 import { BENCH_DATABASE, BENCH_USER, makeBenchTls, postgresOsUser, startBenchDatabase, startPgbouncer, startRdsd } from "./servers.js";
 import { measureBulk } from "./scenarios/bulk.js";
 import { measureConnect } from "./scenarios/connect.js";
+import { measureConnectLatency } from "./scenarios/connect-latency.js";
 import { measureIdleClients, measureIdleRss, measureStatus } from "./scenarios/footprint.js";
 import { measureIdleTunnels } from "./scenarios/idle.js";
 import { measureRelay } from "./scenarios/relay.js";
@@ -134,6 +135,8 @@ async function main(): Promise<void> {
     if (args.only.has("connect")) {
       log("connection setup (pgbench -C)...");
       rows.push(...(await measureConnect(ctx)));
+      log("connect round trips through a 25 ms delay...");
+      rows.push(...(await measureConnectLatency(ctx)));
     }
     if (args.only.has("bulk")) {
       log("bulk COPY...");

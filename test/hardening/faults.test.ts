@@ -38,7 +38,10 @@ console.log(JSON.stringify({ Version: 1, AccessKeyId: ${JSON.stringify(world.emu
   world.env = { ...world.env, AWS_ENDPOINT_URL_SSM: recorder.endpoint };
   delete world.env["AWS_ACCESS_KEY_ID"];
   delete world.env["AWS_SECRET_ACCESS_KEY"];
-  await writeConfig(world, targetYaml("orders", port), "aws: { profile: dev, region: eu-west-2 }\n");
+  // No warm spare: the database restart below is emulated by terminating the logged-in backends and refusing
+  // new ones, which cannot reach a spare (a server process before its startup packet, not in pg_stat_activity);
+  // a real restart closes a spare too, and the spare pool then fails to reopen it like any new connection.
+  await writeConfig(world, targetYaml("orders", port, ["pool: { spares: 0 }"]), "aws: { profile: dev, region: eu-west-2 }\n");
   daemon = await startDaemon(world);
   await eventually("the target ready", async () => (await status(world)).targets[0]!.state === "ready");
 });

@@ -80,7 +80,13 @@ export class Target {
       dialer: this.dialer!,
       clientTls: this.config.clientTls ? this.services.localCertificate : null,
       allowOtherUsers: this.config.allowOtherUsers === true,
-      pool: this.config.pool && { idle: this.config.pool.idle, idleTimeoutMs: this.config.pool.idleTimeoutMs },
+      pool: this.config.pool && {
+        idle: this.config.pool.idle,
+        idleTimeoutMs: this.config.pool.idleTimeoutMs,
+        spares: this.config.pool.spares,
+        // An eager target keeps its spares from the start; a lazy one only while clients come (idleTimeout).
+        sparesAlways: this.config.tunnel.mode === "eager",
+      },
       ...(this.config.socket ? { socket: this.config.socket } : {}),
       ...(this.config.parameters ? { parameters: this.config.parameters } : {}),
       readOnly: this.config.readOnly === true,

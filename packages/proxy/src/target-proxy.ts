@@ -25,6 +25,7 @@ import { asProxyError, ProxyError } from "./errors.js";
 import { silentLogger, type ProxyLogger } from "./logger.js";
 import { InvalidPacketError, StreamClosedError } from "./packet-reader.js";
 import { IdlePool, type ParkedConnection } from "./idle-pool.js";
+import { SparePool, type SpareConnection } from "./spare-pool.js";
 import { relay, type SessionWatch } from "./relay.js";
 import { resetSession } from "./session-reset.js";
 import { peerCredentialsAvailable, socketOwner, unixPeerCredentials, type SocketOwner } from "./socket-owner.js";
@@ -77,8 +78,22 @@ export interface TargetProxyOptions {
    * and parked, at most `idle` of them for `idleTimeoutMs` each; a later client with the same startup parameters
    * gets one with no round trip upstream. Absent or false: every client logs in afresh.
    */
-  pool?: { idle: number; idleTimeoutMs: number } | false;
+  pool?: PoolOptions | false;
   logger?: ProxyLogger;
+}
+
+/** Reuse of logged-in server connections and warm spares (config `pool`). */
+export interface PoolOptions {
+  /** Parked connections at most. */
+  idle: number;
+  /** A parked connection unused this long is closed; a lazy target keeps spares this long after its last client. */
+  idleTimeoutMs: number;
+  /** Connections kept with TLS done and nothing sent, for the next cold login. Default 0. */
+  spares?: number;
+  /** Keep spares from the start, without waiting for a client (eager targets). Default false. */
+  sparesAlways?: boolean;
+  /** A spare older than this is replaced. Default 45 s (PostgreSQL's authentication_timeout is 60 s by default). */
+  spareRefreshMs?: number;
 }
 
 /** Counters for `rdsd status`. */
@@ -104,6 +119,7 @@ const DEFAULT_LOGIN_TIMEOUT_MS = 30_000;
 const CANCEL_TIMEOUT_MS = 10_000;
 /** A reset (DISCARD ALL) answers in milliseconds; one that does not is a connection not to reuse. */
 const RESET_TIMEOUT_MS = 10_000;
+const DEFAULT_SPARE_REFRESH_MS = 45_000;
 
 /**
  * One target's local PostgreSQL endpoint: owns its listeners and its client connections (a "socket mount").
@@ -126,7 +142,12 @@ export class TargetProxy extends EventEmitter {
   private lastError: TargetProxyStats["lastError"] = null;
   private nextConnectionId = 1;
   private stopping = false;
+  /** Set once start() has bound the listeners: spares are wanted only from then on. */
+  private listening = false;
   private readonly pool: IdlePool | undefined;
+  private readonly spares: SparePool | undefined;
+  /** When the latest client asked for a login (performance.now()): a lazy target keeps spares only while clients come. */
+  private lastLoginAt = Number.NEGATIVE_INFINITY;
   /** Server connections between a client's clean end and their parking (being reset). */
   private readonly resetting = new Set<Duplex>();
   /** Bumped when parked connections must go (reroute, stop): a reset that finishes after it does not park. */
@@ -137,7 +158,18 @@ export class TargetProxy extends EventEmitter {
     this.dialer = options.dialer;
     this.upstream = options.upstream;
     this.logger = options.logger ?? silentLogger;
-    this.pool = options.pool ? new IdlePool({ maxIdle: options.pool.idle, idleTimeoutMs: options.pool.idleTimeoutMs }) : undefined;
+    const pool = options.pool || undefined;
+    this.pool = pool ? new IdlePool({ maxIdle: pool.idle, idleTimeoutMs: pool.idleTimeoutMs }) : undefined;
+    this.spares =
+      pool && (pool.spares ?? 0) > 0
+        ? new SparePool({
+            count: pool.spares!,
+            refreshMs: pool.spareRefreshMs ?? DEFAULT_SPARE_REFRESH_MS,
+            open: () => this.connectUpstream(this.dialer, this.upstream, AbortSignal.timeout(this.options.loginTimeoutMs ?? DEFAULT_LOGIN_TIMEOUT_MS)),
+            wanted: () => this.listening && !this.stopping && (pool.sparesAlways === true || performance.now() - this.lastLoginAt < pool.idleTimeoutMs),
+            onEvent: (event, detail) => this.logger.debug(`spare connection ${event}`, { target: this.name, ...(detail ? { error: detail } : {}) }),
+          })
+        : undefined;
     this.clientTls = options.clientTls
       ? tls.createSecureContext({ cert: options.clientTls.certPem, key: options.clientTls.keyPem, minVersion: "TLSv1.2" })
       : null;
@@ -165,6 +197,8 @@ export class TargetProxy extends EventEmitter {
       throw err;
     }
     if (this.servers.length === 0 && !this.unixServer) throw new Error(`target ${this.name}: no listen address could be bound`);
+    this.listening = true;
+    this.spares?.fill();
   }
 
   /** The TCP addresses actually listened on. */
@@ -195,6 +229,8 @@ export class TargetProxy extends EventEmitter {
     this.poolGeneration++;
     this.pool?.closeAll();
     for (const socket of this.resetting) socket.destroy();
+    if (this.stopping) this.spares?.stop();
+    else this.spares?.reset();
   }
 
   stats(): TargetProxyStats {
@@ -211,7 +247,7 @@ export class TargetProxy extends EventEmitter {
       bytesFromClients: bytesIn,
       bytesToClients: bytesOut,
       parked: this.pool?.size ?? 0,
-      spares: 0,
+      spares: this.spares?.size ?? 0,
       lastError: this.lastError,
     };
   }
@@ -336,12 +372,13 @@ export class TargetProxy extends EventEmitter {
     const parked = poolKey !== undefined ? this.pool!.take(poolKey) : undefined;
     let connection: ParkedConnection;
     /** A fresh login's greeting and the server's bytes after it. */
-    let fresh: { greeting: Buffer; pending: Buffer } | undefined;
+    let fresh: { greeting: Buffer; pending: Buffer; onSpare: boolean } | undefined;
     try {
       if (parked) {
         connection = parked;
         connection.markIdle(false);
       } else {
+        this.lastLoginAt = performance.now();
         const session = await this.login(client, startup);
         if (!session.ready || !session.backendKey) {
           // The server's FATAL after AuthenticationOk (no such database): the client reads it as sent, then the close.
@@ -358,7 +395,7 @@ export class TargetProxy extends EventEmitter {
           streamError: session.streamError,
           markIdle: session.markIdle,
         };
-        fresh = { greeting: session.greeting, pending: session.pending };
+        fresh = { greeting: session.greeting, pending: session.pending, onSpare: session.onSpare };
       }
     } catch (err) {
       if (client.destroyed) {
@@ -383,7 +420,7 @@ export class TargetProxy extends EventEmitter {
   private async runSession(
     client: Duplex,
     connection: ParkedConnection,
-    fresh: { greeting: Buffer; pending: Buffer } | undefined,
+    fresh: { greeting: Buffer; pending: Buffer; onSpare: boolean } | undefined,
     how: { id: number; poolKey: string | undefined; tls: boolean; clientPending: Buffer; started: number },
   ): Promise<void> {
     const upstream = connection.socket;
@@ -414,7 +451,7 @@ export class TargetProxy extends EventEmitter {
       keepOnCleanEnd: () => how.poolKey !== undefined && !cancelled && !this.stopping,
       dropNotice: (error) => this.dropped(connection, error).toErrorResponse(),
     };
-    this.logger.info("client connected", { target: this.name, connection: how.id, backendPid: realKey.processId, loginMs: Date.now() - how.started, tls: how.tls, reused: fresh === undefined });
+    this.logger.info("client connected", { target: this.name, connection: how.id, backendPid: realKey.processId, loginMs: Date.now() - how.started, tls: how.tls, reused: fresh === undefined, spare: fresh?.onSpare === true });
     let end;
     try {
       end = await relay(client, upstream, watch, toClient);
@@ -535,25 +572,37 @@ export class TargetProxy extends EventEmitter {
     // Fetch the secret while dialing (credentials may be slow); it is sent only after TLS is verified.
     const secret = target.auth.secret();
     secret.catch(() => {}); // observed below, or moot if dialing fails first
-    let stream: Duplex | undefined;
+    let connected: SpareConnection | undefined;
     try {
-      stream = await dialer.dial(signal);
-      // Whatever the dialer returns, its errors must not crash the daemon; they surface as a close. The first
-      // one says why (a tunnel ends its streams with its problem): a client whose session it ends is told.
-      let streamError: Error | undefined;
-      stream.on("error", (err: Error) => {
-        streamError ??= err;
-      });
-      const upstream = await secureUpstream(stream, target, signal);
-      upstream.on("error", () => upstream.destroy());
-      const session = await loginUpstream(upstream, target, startup, secret, signal);
-      const dialed = stream;
-      return { ...session, carrier: dialer.carrier ?? "the connection", streamError: () => streamError, markIdle: (idle: boolean) => dialer.markIdle?.(dialed, idle) };
+      // A warm spare saves the dial, SSLRequest and TLS round trips; nothing was sent on it yet.
+      const spare = this.spares?.take();
+      connected = spare ?? (await this.connectUpstream(dialer, target, signal));
+      const session = await loginUpstream(connected.socket, target, startup, secret, signal);
+      return { ...session, onSpare: spare !== undefined, carrier: dialer.carrier ?? "the connection", streamError: connected.streamError, markIdle: connected.markIdle };
     } catch (err) {
-      stream?.destroy();
+      connected?.stream.destroy();
       throw err;
     } finally {
       client.off("close", onClientClose);
+    }
+  }
+
+  /** Dials and opens verify-full TLS: an upstream connection with nothing sent yet. */
+  private async connectUpstream(dialer: Dialer, target: UpstreamTarget, signal: AbortSignal): Promise<SpareConnection> {
+    const stream = await dialer.dial(signal);
+    // Whatever the dialer returns, its errors must not crash the daemon; they surface as a close. The first
+    // one says why (a tunnel ends its streams with its problem): a client whose session it ends is told.
+    let streamError: Error | undefined;
+    stream.on("error", (err: Error) => {
+      streamError ??= err;
+    });
+    try {
+      const socket = await secureUpstream(stream, target, signal);
+      socket.on("error", () => socket.destroy());
+      return { socket, stream, streamError: () => streamError, markIdle: (idle: boolean) => dialer.markIdle?.(stream, idle) };
+    } catch (err) {
+      stream.destroy();
+      throw err;
     }
   }
 
