@@ -208,7 +208,7 @@ ${pool}`;
     expect((await status()).parked).toBe(0);
     child.kill("SIGTERM");
     await once(child, "exit");
-  });
+  }, 90_000);
 
   it("refuses a bad config naming file, line and key, with exit code 1", async () => {
     const configPath = join(dir.path, "bad.yaml");

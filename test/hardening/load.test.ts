@@ -14,7 +14,9 @@ const ports: number[] = [];
 beforeAll(async () => {
   world = await startWorld();
   ports.push(await freePort(), await freePort());
-  await writeConfig(world, targetYaml("a", ports[0]!, [], "direct", world.pg.port) + targetYaml("b", ports[1]!, [], "direct", world.pg.port));
+  // Without connection reuse: these tests count one upstream socket per client and none left after, which
+  // parked connections (up to pool.idle per target, by design) would blur. Reuse is tested in proxy/test/reuse.test.ts.
+  await writeConfig(world, targetYaml("a", ports[0]!, ["pool: false"], "direct", world.pg.port) + targetYaml("b", ports[1]!, ["pool: false"], "direct", world.pg.port));
   daemon = await startDaemon(world);
 });
 

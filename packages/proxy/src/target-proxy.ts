@@ -150,6 +150,8 @@ export class TargetProxy extends EventEmitter {
   private lastLoginAt = Number.NEGATIVE_INFINITY;
   /** Server connections between a client's clean end and their parking (being reset). */
   private readonly resetting = new Set<Duplex>();
+  /** Per pool key, the resets in flight and who waits for one to finish (a client right behind the last one's Terminate). */
+  private readonly recycling = new Map<string, { count: number; waiters: Array<() => void> }>();
   /** Bumped when parked connections must go (reroute, stop): a reset that finishes after it does not park. */
   private poolGeneration = 0;
 
@@ -369,7 +371,7 @@ export class TargetProxy extends EventEmitter {
     }
     const started = Date.now();
     const poolKey = this.pool ? upstreamKey(startup) : undefined;
-    const parked = poolKey !== undefined ? this.pool!.take(poolKey) : undefined;
+    const parked = poolKey !== undefined ? await this.takeParked(poolKey) : undefined;
     let connection: ParkedConnection;
     /** A fresh login's greeting and the server's bytes after it. */
     let fresh: { greeting: Buffer; pending: Buffer; onSpare: boolean } | undefined;
@@ -466,6 +468,9 @@ export class TargetProxy extends EventEmitter {
   private async recycle(poolKey: string, connection: ParkedConnection, backend: BackendMessages): Promise<void> {
     const generation = this.poolGeneration;
     this.resetting.add(connection.socket);
+    const inFlight = this.recycling.get(poolKey) ?? { count: 0, waiters: [] };
+    inFlight.count++;
+    this.recycling.set(poolKey, inFlight);
     let fit = false;
     try {
       fit = await resetSession(connection.socket, backend, RESET_TIMEOUT_MS);
@@ -480,6 +485,24 @@ export class TargetProxy extends EventEmitter {
       connection.socket.destroy();
       this.logger.debug("server connection not reused", { target: this.name, backendPid: connection.backendKey.processId, resetOk: fit });
     }
+    // One waiting client per finished reset: it takes what was parked (or logs in afresh if nothing was).
+    inFlight.count--;
+    inFlight.waiters.shift()?.();
+    if (inFlight.count === 0) this.recycling.delete(poolKey);
+  }
+
+  /**
+   * A parked connection for these startup parameters. When none is parked but one is being reset (its client
+   * ended an instant ago: `pgbench -C`, a script's next step), waits for that reset (one round trip upstream)
+   * rather than paying a whole login.
+   */
+  private async takeParked(poolKey: string): Promise<ParkedConnection | undefined> {
+    const parked = this.pool!.take(poolKey);
+    if (parked) return parked;
+    const inFlight = this.recycling.get(poolKey);
+    if (!inFlight || inFlight.waiters.length >= inFlight.count) return undefined;
+    await new Promise<void>((resolve) => inFlight.waiters.push(resolve));
+    return this.pool!.take(poolKey);
   }
 
   /** What a client is told when its server connection ended under it at a message boundary. */
