@@ -48,6 +48,11 @@ export class IdlePool {
     return this.count;
   }
 
+  /** How many may be parked at once (0: none, reuse is off in effect). */
+  get capacity(): number {
+    return this.options.maxIdle;
+  }
+
   park(key: string, connection: ParkedConnection): void {
     if (this.options.maxIdle <= 0) {
       connection.socket.destroy();

@@ -450,7 +450,7 @@ export class TargetProxy extends EventEmitter {
     const watch: SessionWatch = {
       frontend,
       backend,
-      keepOnCleanEnd: () => how.poolKey !== undefined && !cancelled && !this.stopping,
+      keepOnCleanEnd: () => how.poolKey !== undefined && this.pool!.capacity > 0 && !cancelled && !this.stopping,
       dropNotice: (error) => this.dropped(connection, error).toErrorResponse(),
     };
     this.logger.info("client connected", { target: this.name, connection: how.id, backendPid: realKey.processId, loginMs: Date.now() - how.started, tls: how.tls, reused: fresh === undefined, spare: fresh?.onSpare === true });
