@@ -30,6 +30,9 @@ type KeyCase = Omit<Case, "path"> & { key: string };
 
 // Shared keys: valid in `defaults` and in a target.
 const SHARED: KeyCase[] = [
+  { key: "aws", value: "eu-west-2", says: /^expected a mapping with profile and\/or region/ },
+  { key: "aws.profile", value: "[dev]", says: /^expected an AWS profile name, got a list/ },
+  { key: "aws.region", value: "Frankfurt", says: /^expected an AWS region such as eu-west-2, got "Frankfurt"/ },
   { key: "user", value: "[app]", says: /^expected a database user name, got a list/ },
   { key: "user", value: "{ name: app }", says: /^expected a database user name, got a mapping/ },
   { key: "port", value: '"abc"', says: /^expected a port 1-65535, got "abc"/ },
@@ -91,6 +94,11 @@ const AWS: Case[] = [
   { path: "aws.region", value: "Frankfurt", says: /^expected an AWS region such as eu-west-2, got "Frankfurt"/ },
 ];
 
+const NOTIFICATIONS: Case[] = [
+  { path: "notifications", value: "false", says: /^expected a mapping such as \{ desktop: false \}, got false/ },
+  { path: "notifications.desktop", value: '"off"', says: /^expected true or false, got "off"/ },
+];
+
 const MISPLACED: Case[] = [
   { path: "defaults.host", value: "db.example.com", says: /^not allowed in defaults: host is set per target/, pointsAt: "host" },
   { path: "defaults.listen", value: "6432", says: /^not allowed in defaults: listen is set per target/, pointsAt: "listen" },
@@ -118,10 +126,10 @@ function fileFor(c: Case): { text: string; line: number; column: number } {
   const badLine = keys.length === 0 ? `${section}: ${c.value}` : keys.length === 1 ? `${indent}${inner}` : `${indent}${keys[0]}: ${nested(keys.slice(1), inner)}`;
   const lines: string[] = [];
   let at = 0;
-  if (section === "aws") {
-    lines.push(badLine.startsWith("aws:") ? badLine : "aws:");
+  if (section === "aws" || section === "notifications") {
+    lines.push(badLine.startsWith(`${section}:`) ? badLine : `${section}:`);
     at = lines.length;
-    if (!badLine.startsWith("aws:")) lines.push(badLine), (at = lines.length);
+    if (!badLine.startsWith(`${section}:`)) lines.push(badLine), (at = lines.length);
   }
   if (section === "defaults") {
     lines.push("defaults:", badLine);
@@ -158,6 +166,7 @@ function errorsOf(text: string): string[] {
 
 const CASES: Case[] = [
   ...AWS,
+  ...NOTIFICATIONS,
   ...SHARED.map(({ key, ...c }) => ({ ...c, path: `defaults.${key}` })),
   ...SHARED.map(({ key, ...c }) => ({ ...c, path: `targets.t.${key}` })),
   ...TARGET_ONLY.map(({ key, ...c }) => ({ ...c, path: `targets.t.${key}` })),
@@ -168,8 +177,8 @@ describe("every config key, wrong in type, range and combination", () => {
   it("the table covers every key of the schema in defaults and in a target", () => {
     const covered = new Set(CASES.map((c) => c.path.replace(/^targets\.t\./, "target.")));
     const schema = [
-      "aws", "aws.profile", "aws.region",
-      ...["user", "port", "auth", "auth.password", "auth.password.env", "auth.password.file", "tls", "tls.ca", "clientTls", "allowOtherUsers", "allowNonLoopback",
+      "aws", "aws.profile", "aws.region", "notifications", "notifications.desktop",
+      ...["aws", "aws.profile", "aws.region", "user", "port", "auth", "auth.password", "auth.password.env", "auth.password.file", "tls", "tls.ca", "clientTls", "allowOtherUsers", "allowNonLoopback",
         "tunnel", "tunnel.driver", "tunnel.mode", "tunnel.idleTimeout", "tunnel.sessions", "tunnel.pluginPath", "bastion", "bastion.instanceId", "bastion.tag"].flatMap((k) => [`defaults.${k}`, `target.${k}`]),
       "target.host", "target.listen", "target.database", "target.tunnel.address",
     ];
