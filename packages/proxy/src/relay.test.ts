@@ -1,7 +1,9 @@
 import { once } from "node:events";
+import net from "node:net";
 import { Duplex, PassThrough } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { relay, RELAY_BATCH_LIMIT_BYTES } from "./relay.js";
+import { BackendMessages, buildErrorResponse, decodeErrorFields, frame, FrontendMessages, readBackendFrame } from "@rdsd/pg-wire";
+import { relay, RELAY_BATCH_LIMIT_BYTES, type SessionWatch } from "./relay.js";
 
 /** A destination that records how its writes were grouped, and completes each one only when told to. */
 class RecordingDestination extends Duplex {
@@ -126,5 +128,116 @@ describe("relay without a writev", () => {
     expect(Buffer.concat(received)).toEqual(Buffer.from([0, 1, 2, 3, 4]));
     destination.destroy();
     await done;
+  });
+});
+
+/** Two connected loopback sockets: the proxy's end and the peer's. */
+async function socketPair(): Promise<{ proxySide: net.Socket; peer: net.Socket; close(): void }> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const accepted = once(server, "connection") as Promise<[net.Socket]>;
+  const peer = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1");
+  const [proxySide] = await accepted;
+  await once(peer, "connect");
+  peer.on("error", () => {});
+  return { proxySide, peer, close: () => server.close() };
+}
+
+/** Everything a socket receives until it closes. */
+function received(socket: net.Socket): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  socket.on("data", (c: Buffer) => chunks.push(c));
+  return new Promise((resolve) => socket.once("close", () => resolve(Buffer.concat(chunks))));
+}
+
+function watchOf(): SessionWatch {
+  return {
+    frontend: new FrontendMessages(),
+    backend: new BackendMessages(),
+    keepOnCleanEnd: () => true,
+    dropNotice: (error) => buildErrorResponse({ severity: "FATAL", code: "08006", message: `dropped: ${error?.message ?? "closed"}` }),
+  };
+}
+
+const ready = () => frame("Z", Buffer.from("I"));
+const row = () => frame("D", Buffer.alloc(40, 0x61));
+
+describe("relay with a session watch", () => {
+  it("the server side ending at a message boundary: the client gets the drop notice after what was sent, then the close", async () => {
+    const client = await socketPair();
+    const upstream = await socketPair();
+    const got = received(client.peer);
+    const done = relay(client.proxySide, upstream.proxySide, watchOf());
+    upstream.peer.end(Buffer.concat([row(), ready()]));
+    const bytes = await got;
+    expect(await done).toBe("closed");
+    const sent = Buffer.concat([row(), ready()]);
+    expect(bytes.subarray(0, sent.length)).toEqual(sent);
+    const notice = readBackendFrame(bytes.subarray(sent.length));
+    if (notice.status !== "ok") throw new Error("no notice");
+    expect(decodeErrorFields(notice.frame.body)).toMatchObject({ severity: "FATAL", code: "08006", message: "dropped: closed" });
+    client.close();
+    upstream.close();
+  });
+
+  it("the server side vanishing mid-message: the client gets the bytes it was sent and a close, nothing added", async () => {
+    const client = await socketPair();
+    const upstream = await socketPair();
+    const got = received(client.peer);
+    const done = relay(client.proxySide, upstream.proxySide, watchOf());
+    const half = row().subarray(0, 20);
+    upstream.peer.write(Buffer.concat([ready(), half]));
+    // Wait until the half message is through before the server vanishes.
+    await new Promise<void>((resolve) => {
+      let seen = 0;
+      const count = (c: Buffer) => {
+        seen += c.length;
+        if (seen < ready().length + half.length) return;
+        client.peer.off("data", count);
+        resolve();
+      };
+      client.peer.on("data", count);
+    });
+    upstream.peer.resetAndDestroy();
+    const bytes = await got;
+    await done;
+    expect(bytes).toEqual(Buffer.concat([ready(), half]));
+    client.close();
+    upstream.close();
+  });
+
+  it("the server's own FATAL before its close is all the client gets", async () => {
+    const client = await socketPair();
+    const upstream = await socketPair();
+    const got = received(client.peer);
+    const done = relay(client.proxySide, upstream.proxySide, watchOf());
+    const fatal = buildErrorResponse({ severity: "FATAL", code: "57P01", message: "terminating connection due to administrator command" });
+    upstream.peer.end(fatal);
+    expect(await got).toEqual(fatal);
+    await done;
+    client.close();
+    upstream.close();
+  });
+
+  it("a clean Terminate keeps the server connection: not sent upstream, the relay lets go, the client is ended", async () => {
+    const client = await socketPair();
+    const upstream = await socketPair();
+    const upstreamGot: Buffer[] = [];
+    upstream.peer.on("data", (c: Buffer) => upstreamGot.push(c));
+    const clientClosed = received(client.peer);
+    const done = relay(client.proxySide, upstream.proxySide, watchOf());
+    const query = frame("Q", Buffer.from("select 1\0"));
+    client.peer.write(query);
+    await new Promise<void>((resolve) => upstream.peer.once("data", () => resolve()));
+    upstream.peer.write(Buffer.concat([row(), frame("C", Buffer.from("SELECT 1\0")), ready()]));
+    await new Promise<void>((resolve) => client.peer.once("data", () => resolve()));
+    client.peer.write(frame("X", Buffer.alloc(0)));
+    expect(await done).toBe("released");
+    await clientClosed;
+    expect(Buffer.concat(upstreamGot)).toEqual(query);
+    expect(upstream.proxySide.destroyed).toBe(false);
+    upstream.proxySide.destroy();
+    client.close();
+    upstream.close();
   });
 });
