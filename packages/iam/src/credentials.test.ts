@@ -254,7 +254,7 @@ describe("other credential failures through the real SDK", () => {
     const error = await new CredentialProviderRegistry().providerFor({})().catch((e: unknown) => e);
     expect((error as Error).message).toBe("Could not load credentials from any providers");
     expect(describeCredentialError(error)).toEqual({
-      message: "no AWS credentials found (Could not load credentials from any providers)",
+      message: "no AWS credentials found",
       fix: "configure credentials: set AWS_PROFILE or aws.profile in the rdsd config, or run `aws configure`",
     });
   });

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { credentialErrorKind, describeCredentialError, explainTokenRejection, redactSecrets } from "./errors.js";
+import { credentialErrorKind, describeCredentialError, explainTokenRejection, isCredentialError, redactSecrets } from "./errors.js";
 import type { IamToken } from "./token-cache.js";
 
 // Errors shaped as the installed SDK throws them (name + message); the real code paths that
@@ -30,6 +30,31 @@ describe("describeCredentialError", () => {
     const error = sdkError("CredentialsProviderError", message);
     expect(credentialErrorKind(error)).toBe("sso-session");
     expect(describeCredentialError(error, "dev-sso").fix).toBe("run `aws sso login --profile dev-sso`");
+  });
+
+  it("an unreachable SSO portal is named as such, not as the AWS call that needed the credentials", () => {
+    // What credential-provider-sso throws when GetRoleCredentials cannot connect (it keeps only the text).
+    const error = sdkError("CredentialsProviderError", "Error: getaddrinfo ENOTFOUND portal.sso.eu-west-2.amazonaws.com");
+    expect(credentialErrorKind(error)).toBe("unreachable");
+    expect(isCredentialError(error)).toBe(true);
+    const described = describeCredentialError(error, "dev-sso");
+    expect(described.message).toBe("cannot reach AWS SSO (portal.sso.eu-west-2.amazonaws.com): check the network");
+    expect(described.fix).toContain("profile dev-sso");
+    // An SSM call's own network failure is not a credentials problem.
+    const ssmDown = Object.assign(new Error("getaddrinfo ENOTFOUND ssm.eu-west-2.amazonaws.com"), { code: "ENOTFOUND" });
+    expect(isCredentialError(ssmDown)).toBe(false);
+  });
+
+  it("keeps the SDK's internal chain steps out of the message", () => {
+    // IMDS's fallback logic, which the chain's debug log hands over as the last provider's "reason".
+    const error = sdkError("CredentialsUnavailableError", "Could not load credentials from any providers: AWS_EC2_METADATA_V1_DISABLED not set in env, checking config file next.");
+    expect(describeCredentialError(error, "dev")).toEqual({
+      message: "no AWS credentials found for profile dev",
+      fix: "configure credentials: set AWS_PROFILE or aws.profile in the rdsd config, or run `aws configure`",
+    });
+    // A real reason stays.
+    const unreadable = sdkError("CredentialsUnavailableError", "Could not load credentials from any providers: EACCES: permission denied, open '/var/run/token'");
+    expect(describeCredentialError(unreadable, "dev").message).toBe("no AWS credentials found for profile dev (EACCES: permission denied, open '/var/run/token')");
   });
 
   it("without a profile, falls back to AWS_PROFILE, then to plain aws sso login", () => {

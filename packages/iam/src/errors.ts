@@ -8,7 +8,7 @@ export interface ErrorDescription {
   fix: string;
 }
 
-export type CredentialErrorKind = "sso-session" | "mfa-required" | "profile-not-found" | "expired-credentials" | "credential-process" | "no-credentials" | "other";
+export type CredentialErrorKind = "sso-session" | "mfa-required" | "unreachable" | "profile-not-found" | "expired-credentials" | "credential-process" | "no-credentials" | "other";
 
 // Messages of the installed SDK (credential-provider-sso, token-providers, credential-provider-ini,
 // credential-provider-process, credential-provider-node) and of SSO/STS service errors.
@@ -34,6 +34,19 @@ const EXPIRED_CREDENTIALS = [
 ];
 const CREDENTIAL_PROCESS_FAILED = [/credential_process failed: /];
 const NO_CREDENTIALS = [/Could not load credentials from any providers/, /Could not resolve credentials using profile/];
+// A credential source that could not be reached: "getaddrinfo ENOTFOUND portal.sso.eu-west-2.amazonaws.com",
+// "connect ECONNREFUSED 127.0.0.1:443" (the SSO provider keeps only the text of the network error).
+const UNREACHABLE = /\b(?:ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ETIMEDOUT|ECONNRESET|EHOSTUNREACH|ENETUNREACH)\b(?:\s+([^\s,;()]+))?/;
+// Steps of the SDK's own provider chain, not reasons anyone can act on ("AWS_EC2_METADATA_V1_DISABLED not set in
+// env, checking config file next." is IMDS's fallback logic): kept out of what users read.
+const SDK_INTERNAL = [/AWS_EC2_METADATA_V1_DISABLED/, /checking config file next/i, /^Could not load credentials from any providers\.?$/];
+/** Errors the SDK's credential providers (and rdsd's wrapper of them) throw. */
+const CREDENTIAL_ERROR_NAMES = new Set(["CredentialsProviderError", "TokenProviderError", "CredentialsUnavailableError", "AwsProfileNotFoundError"]);
+
+/** Whether the error came from loading credentials rather than from the AWS call that needed them. */
+export function isCredentialError(error: unknown): boolean {
+  return CREDENTIAL_ERROR_NAMES.has(nameAndMessage(error).name) || credentialErrorKind(error) !== "other";
+}
 
 /** Classify an error thrown by a credential provider. */
 export function credentialErrorKind(error: unknown): CredentialErrorKind {
@@ -44,6 +57,11 @@ export function credentialErrorKind(error: unknown): CredentialErrorKind {
   if (SSO_SESSION.some((re) => re.test(text))) return "sso-session";
   if (EXPIRED_CREDENTIALS.some((re) => re.test(text))) return "expired-credentials";
   if (CREDENTIAL_PROCESS_FAILED.some((re) => re.test(message))) return "credential-process";
+  // A host that did not answer: an SSO or STS host, or any host a credential provider itself failed to reach
+  // (an SSM call's own network error is not a credentials problem; nor is IMDS once the whole chain gave up).
+  const unreachable = UNREACHABLE.exec(message);
+  const fromProvider = CREDENTIAL_ERROR_NAMES.has(name) && !NO_CREDENTIALS.some((re) => re.test(message));
+  if (unreachable && (awsServiceOf(unreachable[1]) !== undefined || fromProvider)) return "unreachable";
   if (NO_CREDENTIALS.some((re) => re.test(message))) return "no-credentials";
   return "other";
 }
@@ -55,7 +73,7 @@ export function credentialErrorKind(error: unknown): CredentialErrorKind {
  */
 export function describeCredentialError(error: unknown, profile?: string): ErrorDescription {
   const { message: raw } = nameAndMessage(error);
-  const detail = redactSecrets(raw);
+  const detail = redactSecrets(userFacingDetail(raw));
   const named = profile ?? profileNamedIn(error) ?? process.env["AWS_PROFILE"];
   const shown = named ?? "default";
   const profileFlag = named === undefined ? "" : ` --profile ${named}`;
@@ -63,7 +81,7 @@ export function describeCredentialError(error: unknown, profile?: string): Error
   switch (credentialErrorKind(error)) {
     case "sso-session":
       return {
-        message: `SSO session for profile ${shown} expired or is missing (${detail})`,
+        message: `SSO session for profile ${shown} expired or is missing${inParentheses(detail)}`,
         fix: `run \`aws sso login${profileFlag}\``,
       };
     case "mfa-required":
@@ -73,6 +91,13 @@ export function describeCredentialError(error: unknown, profile?: string): Error
           `use an SSO profile (\`aws configure sso\`) for this target, or a credential_process profile that supplies ` +
           `the role's credentials, and set it as the target's aws.profile`,
       };
+    case "unreachable": {
+      const host = UNREACHABLE.exec(raw)?.[1];
+      return {
+        message: `cannot reach ${awsServiceOf(host) ?? "the AWS credential source"}${host ? ` (${host})` : ""}: check the network`,
+        fix: `the credentials of profile ${shown} come from there: check this machine's network connection, VPN and proxy settings; rdsd tries again by itself`,
+      };
+    }
     case "profile-not-found":
       return {
         message: `AWS profile ${shown} not found in ${configFilePath()} or ${credentialsFilePath()}`,
@@ -82,7 +107,7 @@ export function describeCredentialError(error: unknown, profile?: string): Error
       };
     case "expired-credentials":
       return {
-        message: `AWS credentials for profile ${shown} have expired (${detail})`,
+        message: `AWS credentials for profile ${shown} have expired${inParentheses(detail)}`,
         fix:
           `refresh them: for an SSO profile run \`aws sso login${profileFlag}\`; for a session token ` +
           `(AWS_SESSION_TOKEN or aws_session_token in ${credentialsFilePath()}) replace it with a new one ` +
@@ -95,12 +120,12 @@ export function describeCredentialError(error: unknown, profile?: string): Error
       };
     case "no-credentials":
       return {
-        message: `no AWS credentials found${named === undefined ? "" : ` for profile ${named}`} (${detail})`,
+        message: `no AWS credentials found${named === undefined ? "" : ` for profile ${named}`}${inParentheses(detail)}`,
         fix: "configure credentials: set AWS_PROFILE or aws.profile in the rdsd config, or run `aws configure`",
       };
     case "other":
       return {
-        message: `AWS credentials for profile ${shown} could not be loaded: ${detail}`,
+        message: `AWS credentials for profile ${shown} could not be loaded${detail ? `: ${detail}` : ""}`,
         fix: `check them with \`aws sts get-caller-identity${profileFlag}\``,
       };
   }
@@ -126,6 +151,29 @@ export function explainTokenRejection(token: IamToken): ErrorDescription {
       `check that the user has rds_iam (GRANT rds_iam TO "${token.user}"), the IAM policy allows ` +
       `rds-db:connect for this user, and the machine clock is right${regionNote}`,
   };
+}
+
+/** Which AWS service a credential source's host is ("portal.sso.eu-west-2.amazonaws.com": AWS SSO). */
+function awsServiceOf(host: string | undefined): string | undefined {
+  if (host && /^(?:portal\.sso|oidc)\.[a-z0-9-]+\.amazonaws\.com/.test(host)) return "AWS SSO";
+  if (host && /^sts\.(?:[a-z0-9-]+\.)?amazonaws\.com/.test(host)) return "AWS STS";
+  return undefined;
+}
+
+/** " (detail)", or nothing when there is no detail worth showing. */
+function inParentheses(detail: string): string {
+  return detail ? ` (${detail})` : "";
+}
+
+/**
+ * The part of an SDK message worth showing: without the "Error: " a wrapped error's text keeps, the
+ * chain's generic "Could not load credentials from any providers" and the chain's internal steps.
+ */
+function userFacingDetail(raw: string): string {
+  const text = raw.replace(/^Error: /, "");
+  const reason = text.replace(/^Could not load credentials from any providers:?\s*/, "");
+  if (reason === "" || SDK_INTERNAL.some((re) => re.test(reason))) return "";
+  return reason === text ? text : reason;
 }
 
 /** Remove anything that looks like an access key id, secret, session token or signature. */

@@ -18,7 +18,7 @@ export {
 export type { RegionLookup, RegionSource, ResolvedRegion } from "./region.js";
 export { DEFAULT_TOKEN_MARGIN_MS, IamTokenCache, signingTimes, TOKEN_LIFETIME_MS } from "./token-cache.js";
 export type { IamToken, IamTokenCacheOptions, IamTokenCredentials, IamTokenKey, IamTokenStatus } from "./token-cache.js";
-export { credentialErrorKind, describeCredentialError, explainTokenRejection, redactSecrets } from "./errors.js";
+export { credentialErrorKind, describeCredentialError, explainTokenRejection, isCredentialError, redactSecrets } from "./errors.js";
 export type { CredentialErrorKind, ErrorDescription } from "./errors.js";
 export { configFilePath, credentialsFilePath } from "./aws-paths.js";
 export { configuredEndpoint } from "./endpoints.js";

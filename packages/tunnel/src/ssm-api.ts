@@ -6,7 +6,7 @@ import {
   TerminateSessionCommand,
 } from "@aws-sdk/client-ssm";
 import type { InstanceInformationStringFilter } from "@aws-sdk/client-ssm";
-import { credentialErrorKind, describeCredentialError } from "@rdsd/iam";
+import { describeCredentialError, isCredentialError } from "@rdsd/iam";
 import type { AwsCredentialIdentityProvider } from "@rdsd/iam";
 import { tunnelError } from "./errors.js";
 import type { TunnelProblem } from "./errors.js";
@@ -133,7 +133,8 @@ export class SsmApi {
 
   /** Message and fix for a failed SSM call. Never includes request bodies (tokens). */
   describe(err: unknown, call: string, instanceId?: string): TunnelProblem {
-    if (credentialErrorKind(err) !== "other") return describeCredentialError(err, this.profile);
+    // The call never went out when its credentials could not be loaded: say what failed, not the call's name.
+    if (isCredentialError(err)) return describeCredentialError(err, this.profile);
     const name = errorName(err);
     const detail = err instanceof Error ? err.message : String(err);
     const profileFlag = this.profile ? ` --profile ${this.profile}` : "";

@@ -90,7 +90,7 @@ function setup(options: { mode?: "eager" | "lazy"; sessions?: number; resolveHos
 const settle = () => new Promise((r) => setImmediate(r));
 
 describe("Supervisor state machine (manual clock)", () => {
-  it("connecting -> failed after 3 failed opens, retrying on the backoff schedule; ready once an open succeeds", async () => {
+  it("connecting -> reconnecting (never failed) after 3 failed opens, retrying on the backoff schedule; ready once an open succeeds", async () => {
     const { clock, factory, supervisor, states } = setup();
     factory.failWith = { message: "bastion i-0abc is not online in SSM", fix: "start it" };
     supervisor.start();
@@ -100,7 +100,8 @@ describe("Supervisor state machine (manual clock)", () => {
       await settle();
     }
     expect(factory.opens).toEqual([0, 1_000, 3_000, 7_000]);
-    expect(states).toEqual(["connecting", "failed"]);
+    expect(states).toEqual(["connecting", "reconnecting"]);
+    expect(supervisor.status().consecutiveFailures).toBe(4);
     expect(supervisor.status().lastError).toEqual({ message: "bastion i-0abc is not online in SSM", fix: "start it" });
     factory.failWith = undefined;
     clock.advance(8_000);
@@ -151,7 +152,7 @@ describe("Supervisor state machine (manual clock)", () => {
     await supervisor.stop();
   });
 
-  it("a client in failed state triggers an attempt at once and gets the error with its fix", async () => {
+  it("a client of a tunnel that keeps failing triggers an attempt at once and gets the error with its fix", async () => {
     const { clock, factory, supervisor } = setup();
     factory.failWith = { message: "SSO session expired", fix: "run `aws sso login --profile dev`" };
     supervisor.start();
@@ -160,7 +161,7 @@ describe("Supervisor state machine (manual clock)", () => {
     await settle();
     clock.advance(2_000);
     await settle();
-    expect(supervisor.state).toBe("failed");
+    expect(supervisor.state).toBe("reconnecting");
     const before = factory.opens.length;
     const err = await supervisor.acquire(new AbortController().signal).catch((e: unknown) => e);
     expect(factory.opens.length).toBe(before + 1); // not waiting for the 4 s backoff

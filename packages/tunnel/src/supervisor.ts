@@ -13,8 +13,11 @@ import type { TunnelLogger } from "./logger.js";
 import { probeSession } from "./probe.js";
 import type { SessionFactory, TunnelSession } from "./session.js";
 
-/** The states `rdsd status` shows. */
-export type TunnelState = "idle" | "connecting" | "ready" | "degraded" | "reconnecting" | "failed";
+/**
+ * The states `rdsd status` shows. A tunnel never reports `failed`: it keeps retrying whatever the error, so
+ * it is `reconnecting` (with lastError) until it heals; `failed` is left to targets that cannot retry.
+ */
+export type TunnelState = "idle" | "connecting" | "ready" | "degraded" | "reconnecting";
 
 /** Where sessions go: a BastionResolver, or anything that picks an instance. */
 export interface BastionSource {
@@ -66,8 +69,8 @@ export interface SupervisorOptions {
   drainTimeoutMs?: number;
   /** Opening one session (StartSession + handshake + probe) gives up after this long (default 30 s). */
   openTimeoutMs?: number;
-  /** Consecutive failed opens before the state is "failed" (default 3). */
-  failAfter?: number;
+  /** Consecutive failed opens after which a tunnel that was never up shows `reconnecting`, not `connecting` (default 3). */
+  retryingAfter?: number;
   /**
    * The supervisor's one timer (default 5 s): checks the clock for jumps (a gap over wakeThresholdMs means the
    * machine slept), and runs the liveness checks and probes that are due.
@@ -746,8 +749,8 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
     const impaired = this.slots.some((s) => s.session && (s.destinationProblem || s.warning));
     if (up === this.slots.length && !impaired) return "ready";
     if (up > 0) return "degraded";
-    if (this.failures >= (this.options.failAfter ?? 3)) return "failed";
-    return this.everReady ? "reconnecting" : "connecting";
+    // Still retrying with backoff (and at once when a client arrives): reconnecting, never failed.
+    return this.everReady || this.failures >= (this.options.retryingAfter ?? 3) ? "reconnecting" : "connecting";
   }
 
   private nextChange(signal: AbortSignal, timeoutMs: number): Promise<void> {

@@ -73,7 +73,7 @@ describe("plugin driver", () => {
     setup("zombie", "zombie");
     const t = tunnelFor(emulator, target({ tunnel: { driver: "plugin", pluginPath: FAKE_PLUGIN } }), { supervisor: { probeTimeoutMs: 300, backoff: { initialMs: 50, maxMs: 200 } } });
     t.start();
-    const failed = await waitForState(t, "failed");
+    const failed = await waitForState(t, "reconnecting");
     expect(failed.lastError?.message).toMatch(/did not answer a probe/);
     await t.stop();
     // Every plugin started was stopped with SIGINT.

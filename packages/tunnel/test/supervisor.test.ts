@@ -182,10 +182,10 @@ describe("supervisor against the emulator", () => {
     (await roundTrip(t)).destroy();
   });
 
-  it("no online bastion with the tag: failed, with the fix", async () => {
+  it("no online bastion with the tag: reconnecting, with the fix", async () => {
     const t = track(tunnelFor(emulator, target({ bastion: { tag: { key: "Name", value: "nothing-here" } } })));
     t.start();
-    const failed = await waitForState(t, "failed");
+    const failed = await waitForState(t, "reconnecting");
     expect(failed.lastError?.message).toBe("no online bastion carries tag Name=nothing-here in eu-west-2");
     expect(failed.lastError?.fix).toContain("describe-instance-information");
   });
@@ -196,7 +196,7 @@ describe("supervisor against the emulator", () => {
     };
     const t = track(tunnelFor(emulator, target(), { credentials: expired, profile: "dev-sso" }));
     t.start();
-    const failed = await waitForState(t, "failed");
+    const failed = await waitForState(t, "reconnecting");
     expect(failed.lastError?.fix).toBe("run `aws sso login --profile dev-sso`");
     const err = (await t.dialer.dial(AbortSignal.timeout(10_000)).catch((e: unknown) => e)) as ProxyError;
     expect(err).toBeInstanceOf(ProxyError);
