@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { readFile, stat, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import net from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -88,7 +89,7 @@ function refusesConnections(port: number): Promise<boolean> {
 
 describe("rdsd CLI against a real daemon", () => {
   it("says the daemon is not running (exit 3) and how to start it", async () => {
-    for (const args of [["status"], ["stop"], ["test", "orders"], ["url", "orders"]]) {
+    for (const args of [["status"], ["test", "orders"], ["restart"]]) {
       const result = await rdsd(args);
       expect(result.code, args.join(" ")).toBe(3);
       expect(result.stderr).toContain("rdsd is not running");
@@ -153,7 +154,7 @@ describe("rdsd CLI against a real daemon", () => {
     expect(good.code, good.stdout).toBe(0);
     const report = JSON.parse(good.stdout) as ProbeReport;
     expect(report.stages.map((s) => [s.name, s.status])).toEqual([
-      ["credentials", "ok"], ["bastion", "skipped"], ["tunnel", "ok"], ["tls", "ok"], ["login", "ok"], ["query", "ok"],
+      ["ca", "ok"], ["credentials", "ok"], ["bastion", "skipped"], ["tunnel", "ok"], ["tls", "ok"], ["login", "ok"], ["query", "ok"],
     ]);
     expect(report.stages.find((s) => s.name === "tls")!.detail).toContain(`verify-full: certificate valid for ${HOST}`);
     expect(report.stages.find((s) => s.name === "query")!.detail).toBe("SELECT 1 returned 1");
@@ -188,7 +189,7 @@ describe("rdsd CLI against a real daemon", () => {
     await writeConfig(["orders", "reports"]);
     const reloaded = await rdsd(["reload", "--json"]);
     expect(reloaded.code, reloaded.stderr).toBe(0);
-    expect(JSON.parse(reloaded.stdout)).toEqual({ added: ["reports"], removed: ["billing", "broken"], changed: [], unchanged: ["orders"] });
+    expect(JSON.parse(reloaded.stdout)).toEqual({ added: ["reports"], removed: ["billing", "broken"], changed: [], unchanged: ["orders"], failed: [] });
     expect((await status()).targets.map((t) => t.name)).toEqual(["orders", "reports"]);
     expect(await refusesConnections(ports.billing!)).toBe(true);
     const reports = await connect("reports");
@@ -302,5 +303,196 @@ describe("rdsd CLI against a real daemon", () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toContain("rdsd did not start: the daemon exited with code 1");
     expect(result.stderr).toContain(`${configPath}:3:`);
+  });
+});
+
+// Issue 14: what a new user meets on every command. Same PostgreSQL and CLI, a daemon of its own.
+describe("rdsd CLI: every command right the first time", () => {
+  let first: string;
+  let other: string;
+
+  beforeAll(async () => {
+    first = join(dir.path, "first.yaml");
+    other = join(dir.path, "other.yaml");
+    await writeFirst(["orders"]);
+    await writeFile(other, "targets: {}\n");
+  });
+
+  afterAll(async () => {
+    await rdsd(["stop"]).catch(() => {});
+  });
+
+  /** orders is served; `nocert` names a CA file that is not there; `squatted` listens on `taken`. */
+  async function writeFirst(names: string[], taken?: number): Promise<void> {
+    const listen: Record<string, number | undefined> = { orders: ports.orders, nocert: ports.reports, squatted: taken };
+    const target = (name: string) =>
+      `  ${name}:\n    host: ${HOST}\n    listen: "127.0.0.1:${listen[name]}"\n    database: orders\n    tunnel: { address: "127.0.0.1:${pgServer.port}" }\n` +
+      (name === "nocert" ? `    tls: { ca: ${join(dir.path, "no-such-ca.pem")} }\n` : "");
+    await writeFile(first, `defaults:\n  user: app\n  auth: { password: { env: APP_PASSWORD } }\n  tls: { ca: ${rds.caPath} }\n  tunnel: { driver: direct }\ntargets:\n${names.map(target).join("")}`);
+  }
+
+  it("with no daemon: stop exits 0, url works from the config, --json failures are JSON with the same exit codes", async () => {
+    const stopped = await rdsd(["stop"]);
+    expect(stopped.code).toBe(0);
+    expect(stopped.stdout).toBe("rdsd is not running\n");
+
+    const url = await rdsd(["url", "orders", "--config", first]);
+    expect(url.code, url.stderr).toBe(0);
+    expect(url.stdout).toBe(`postgresql://app@127.0.0.1:${ports.orders}/orders\n`);
+    const tls = JSON.parse((await rdsd(["url", "orders", "--tls", "--json", "--config", first])).stdout) as { sslrootcert: string; url: string };
+    expect(tls.sslrootcert).toBe(join(dir.path, "state", "local-ca", "ca.pem"));
+    expect(tls.url).toContain("sslmode=verify-full");
+
+    const status = await rdsd(["status", "--json"]);
+    expect(status.code).toBe(3);
+    expect(JSON.parse(status.stdout)).toEqual({ error: { message: expect.stringContaining("rdsd is not running") as unknown, fix: expect.stringContaining("rdsd start") as unknown, code: "not-running" } });
+    const unknown = await rdsd(["url", "nosuch", "--json", "--config", first]);
+    expect(unknown.code).toBe(1);
+    expect((JSON.parse(unknown.stdout) as { error: { code: string; message: string } }).error).toMatchObject({ code: "unknown-target", message: expect.stringContaining("no target named nosuch") as unknown });
+    const usage = await rdsd(["status", "--json", "--no-such-flag"]);
+    expect(usage.code).toBe(2);
+    expect((JSON.parse(usage.stdout) as { error: { code: string } }).error.code).toBe("usage");
+  });
+
+  it("start --wait returns with every target ready; another config is refused while one runs", async () => {
+    const started = await rdsd(["start", "--wait=30s", "--config", first]);
+    expect(started.code, started.stderr).toBe(0);
+    expect(started.stdout).toMatch(/rdsd started \(pid \d+/);
+    expect(started.stdout).toMatch(new RegExp(`^orders\\s+127\\.0\\.0\\.1:${ports.orders}\\s+ready`, "m"));
+
+    const again = await rdsd(["start", "--config", first]);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain("rdsd is already running");
+    const elsewhere = await rdsd(["start", "--config", other]);
+    expect(elsewhere.code).toBe(1);
+    expect(elsewhere.stderr).toContain(`rdsd is already running with another config (${first}`);
+  });
+
+  it("reload exits 1 naming a target that cannot listen, and applies the rest", async () => {
+    const squatter = net.createServer();
+    await new Promise<void>((resolve) => squatter.listen(0, "127.0.0.1", () => resolve()));
+    const taken = (squatter.address() as net.AddressInfo).port;
+    try {
+      await writeFirst(["orders", "squatted"], taken);
+      const reloaded = await rdsd(["reload"]);
+      expect(reloaded.code).toBe(1);
+      expect(reloaded.stdout).toContain("added: squatted");
+      expect(reloaded.stderr).toContain(`target squatted: 127.0.0.1:${taken} is already in use by another program`);
+      const s = await status();
+      expect(s.targets.find((t) => t.name === "squatted")!.state).toBe("failed");
+      expect(s.targets.find((t) => t.name === "orders")!.state).toBe("ready");
+    } finally {
+      squatter.close();
+    }
+    await writeFirst(["orders"]);
+    const json = await rdsd(["reload", "--json"]);
+    expect(json.code, json.stderr).toBe(0);
+    expect(JSON.parse(json.stdout)).toEqual({ added: [], removed: ["squatted"], changed: [], unchanged: ["orders"], failed: [] });
+  });
+
+  it("test has a ca stage of its own: a missing CA file is not a credentials failure; start --wait names the target", async () => {
+    const good = JSON.parse((await rdsd(["test", "orders", "--json"])).stdout) as ProbeReport;
+    expect(good.stages.map((s) => [s.name, s.status])).toEqual([
+      ["ca", "ok"], ["credentials", "ok"], ["bastion", "skipped"], ["tunnel", "ok"], ["tls", "ok"], ["login", "ok"], ["query", "ok"],
+    ]);
+    expect(good.stages[0]!.detail).toBe(`1 certificate(s) from ${rds.caPath}`);
+
+    await writeFirst(["orders", "nocert"]);
+    expect((await rdsd(["reload"])).code).toBe(0);
+    const bad = await rdsd(["test", "nocert", "--json"]);
+    expect(bad.code).toBe(1);
+    const report = JSON.parse(bad.stdout) as ProbeReport;
+    expect(report.stages.map((s) => [s.name, s.status])).toEqual([
+      ["ca", "failed"], ["credentials", "skipped"], ["bastion", "skipped"], ["tunnel", "skipped"], ["tls", "skipped"], ["login", "skipped"], ["query", "skipped"],
+    ]);
+    expect(report.stages[0]!.error!.message).toContain(`cannot read the CA file ${join(dir.path, "no-such-ca.pem")}`);
+
+    const waited = await rdsd(["start", "--wait=10s", "--config", first]);
+    expect(waited.code).toBe(1);
+    expect(waited.stderr).toContain("not every target is ready: nocert is failed: cannot read the CA file");
+    await writeFirst(["orders"]);
+    expect((await rdsd(["reload"])).code).toBe(0);
+  });
+
+  it("ca, logs and doctor follow the running daemon's state dir and config, whatever this shell's settings", async () => {
+    const s = await status();
+    // Another state dir and no config in this shell: the commands still answer for the daemon that runs.
+    const elsewhere = { RDSD_STATE_DIR: join(dir.path, "elsewhere"), RDSD_CONFIG: "" };
+    const ca = await rdsd(["ca"], elsewhere);
+    expect(ca.stdout).toBe(`${s.localCaPath}\n`);
+    expect(s.localCaPath).toBe(join(dir.path, "state", "local-ca", "ca.pem"));
+    const logs = await rdsd(["logs", "-n", "1000"], elsewhere);
+    expect(logs.code, logs.stderr).toBe(0);
+    expect(logs.stdout).toContain("configuration reloaded");
+    const doctor = await rdsd(["doctor"], elsewhere);
+    expect(doctor.stdout).toMatch(new RegExp(`config\\s+ok\\s+1 target\\(s\\) in ${first.replace(/[.]/g, "\\.")}`));
+    expect(doctor.stdout).toMatch(new RegExp(`port orders 127\\.0\\.0\\.1:${ports.orders}\\s+ok\\s+in use by rdsd for this target`));
+  });
+
+  it("logs ends quietly on a closed pipe (`rdsd logs -f | head -1`), and -n 0 -f prints only new lines", async () => {
+    const head = spawn(process.execPath, [RDSD, "logs", "-f", "-n", "1"], { env, stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    head.stderr!.on("data", (c: Buffer) => (stderr += c.toString()));
+    const exited = once(head, "exit");
+    await once(head.stdout!, "data");
+    head.stdout!.destroy(); // what `head -1` does after its line
+    // New lines make the follower write into the closed pipe.
+    await expect.poll(async () => (await rdsd(["reload"]), head.exitCode !== null), { timeout: 20_000, interval: 300 }).toBe(true);
+    const [code] = await exited;
+    expect(stderr).toBe("");
+    expect(code).toBe(0);
+
+    const follower = spawn(process.execPath, [RDSD, "logs", "-f", "-n", "0"], { env, stdio: ["ignore", "pipe", "pipe"] });
+    let seen = "";
+    follower.stdout!.on("data", (c: Buffer) => (seen += c.toString()));
+    try {
+      await expect.poll(async () => (await rdsd(["reload"]), seen), { timeout: 20_000, interval: 300 }).toContain("configuration reloaded");
+      expect(seen).not.toContain("rdsd is running"); // written when the daemon started, before the follower
+    } finally {
+      follower.kill("SIGINT");
+      await once(follower, "exit");
+    }
+  });
+
+  it("stop, then stop again: both exit 0", async () => {
+    const stopped = await rdsd(["stop"]);
+    expect(stopped.code).toBe(0);
+    expect(stopped.stdout).toBe("rdsd stopped\n");
+    const again = await rdsd(["stop"]);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toBe("rdsd is not running\n");
+  });
+
+  it("doctor names what failed: an unreachable SSO portal, no credentials without the SDK's internals, and no Node support notice", async () => {
+    // An SSO profile with a valid cached login whose portal cannot be reached (a region with no such host).
+    const home = join(dir.path, "sso-home");
+    const ssoRegion = "eu-nowhere-1";
+    await mkdir(join(home, ".aws", "sso", "cache"), { recursive: true });
+    await writeFile(join(home, ".aws", "config"), `[profile dev-sso]\nsso_session = corp\nsso_account_id = 111122223333\nsso_role_name = Dev\nregion = eu-west-2\n\n[sso-session corp]\nsso_start_url = https://corp.awsapps.com/start\nsso_region = ${ssoRegion}\nsso_registration_scopes = sso:account:access\n`);
+    const cacheName = createHash("sha1").update("corp").digest("hex");
+    await writeFile(join(home, ".aws", "sso", "cache", `${cacheName}.json`), JSON.stringify({ accessToken: "not-a-real-token", expiresAt: new Date(Date.now() + 3_600_000).toISOString(), region: ssoRegion, startUrl: "https://corp.awsapps.com/start" }));
+    const ssoConfig = join(dir.path, "sso.yaml");
+    const target = `targets:\n  orders:\n    host: ${HOST}\n    listen: "127.0.0.1:${ports.orders}"\n    user: app\n    tls: { ca: ${rds.caPath} }\n    bastion: { instanceId: i-0123456789abcdef0 }\n`;
+    await writeFile(ssoConfig, `aws: { profile: dev-sso, region: eu-west-2 }\n${target}`);
+    const noAws = Object.fromEntries(Object.entries(env).filter(([key]) => !key.startsWith("AWS_")));
+    const closed = await freePort();
+    const awsEnv = { ...noAws, HOME: home, AWS_CONFIG_FILE: join(home, ".aws", "config"), AWS_SHARED_CREDENTIALS_FILE: join(home, ".aws", "credentials"), AWS_EC2_METADATA_SERVICE_ENDPOINT: `http://127.0.0.1:${closed}` };
+    const sso = await runCommand(process.execPath, [RDSD, "doctor", "--config", ssoConfig], { env: awsEnv, timeoutMs: 60_000 });
+    expect(sso.code).toBe(1);
+    const portal = `cannot reach AWS SSO (portal.sso.${ssoRegion}.amazonaws.com): check the network`;
+    expect(sso.stdout).toMatch(new RegExp(`credentials\\s+FAIL\\s+${portal.replace(/[().]/g, "\\$&")}`));
+    expect(sso.stdout).toMatch(new RegExp(`bastion orders\\s+FAIL\\s+${portal.replace(/[().]/g, "\\$&")}`));
+    expect(sso.stdout).not.toContain("DescribeInstanceInformation");
+
+    // No credentials anywhere (IMDS tried and not there): the message says so, without the SDK's chain steps.
+    const bare = join(dir.path, "bare.yaml");
+    await writeFile(bare, target);
+    const none = await runCommand(process.execPath, [RDSD, "doctor", "--config", bare], { env: { ...awsEnv, AWS_CONFIG_FILE: join(home, "none"), HOME: join(dir.path, "no-home") }, timeoutMs: 60_000 });
+    expect(none.stdout).toMatch(/credentials\s+FAIL\s+no AWS credentials found\n/);
+    expect(none.stdout + none.stderr).not.toMatch(/AWS_EC2_METADATA_V1_DISABLED|checking config file next/);
+
+    // The AWS SDK's notice that its future releases need Node 22 stays out of rdsd's output (Node 20 prints it).
+    for (const run of [sso, none]) expect(run.stderr).not.toContain("NodeVersionSupportWarning");
+    expect(sso.stderr).toBe("");
   });
 });

@@ -68,7 +68,6 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
     AWS_CONFIG_FILE: join(dir.path, "aws-config"),
     AWS_SHARED_CREDENTIALS_FILE: join(dir.path, "aws-credentials"),
     AWS_EC2_METADATA_DISABLED: "true",
-    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
     AWS_PROFILE: "",
     NO_COLOR: "1",
   };

@@ -5,4 +5,4 @@ export {
   type PemKeyPair,
   type ServerCertificateOptions,
 } from "./authority.js";
-export { issueLocalhostCertificate, loadOrCreateLocalCa, type LocalCa } from "./local-ca.js";
+export { issueLocalhostCertificate, loadOrCreateLocalCa, localCaPath, type LocalCa } from "./local-ca.js";

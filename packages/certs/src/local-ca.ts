@@ -17,6 +17,11 @@ export interface LocalCa {
   created: boolean;
 }
 
+/** Where the local CA's certificate is (or will be) kept in a state dir. */
+export function localCaPath(stateDir: string): string {
+  return join(stateDir, "local-ca", "ca.pem");
+}
+
 /**
  * Returns rdsd's local CA from <stateDir>/local-ca, creating it on first use or when the stored one is
  * missing, unreadable, mismatched or expired. Concurrent callers (threads of one process or several
@@ -24,7 +29,7 @@ export interface LocalCa {
  */
 export async function loadOrCreateLocalCa(stateDir: string): Promise<LocalCa> {
   const dir = join(stateDir, "local-ca");
-  const caPath = join(dir, "ca.pem");
+  const caPath = localCaPath(stateDir);
   const keyPath = join(dir, "ca-key.pem");
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await chmod(dir, 0o700); // mkdir leaves an existing directory's mode alone

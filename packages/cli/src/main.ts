@@ -1,13 +1,32 @@
 import { Argument, Command, CommanderError, Option } from "commander";
-import { CliError, EXIT, VERSION } from "./exit.js";
+import { CliError, EXIT, jsonError, VERSION } from "./exit.js";
 
 // Thin: parse, ask the daemon, print. Every command's module is imported only when it runs, so
 // `rdsd status` loads commander and the control client, never the daemon, the AWS SDK or winston.
 
+// The AWS SDK warns on every start under Node 20 that its future releases need Node 22
+// (process.emitWarning "NodeVersionSupportWarning"). rdsd declares Node 22 and still runs on 20.19:
+// the SDK's own switch turns off that one notice, before any command loads the SDK; other warnings stay.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+
+/** Set by `rdsd daemon`: a closed stdout/stderr must not stop a running daemon. */
+let runsDaemon = false;
+/** Set when the command was given --json: failures are printed as a JSON error object too. */
+let wantsJson = false;
+
+// A reader that stops early (`rdsd logs | head -1`) closes the pipe: the command ends quietly, as `cat` does.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code !== "EPIPE") throw err;
+    if (!runsDaemon) process.exit(process.exitCode ?? EXIT.ok);
+  });
+}
+
 type Action = () => Promise<number>;
 
-function run(action: Action): () => Promise<void> {
+function run(action: Action, opts: { json?: boolean } = {}): () => Promise<void> {
   return async () => {
+    wantsJson = opts.json === true;
     process.exitCode = await action();
   };
 }
@@ -27,17 +46,21 @@ program
   .description("run the daemon in the foreground (what systemd and launchd run)")
   .addOption(configOption())
   .addOption(new Option("--background", "log to the log file only (used by `rdsd start`)").hideHelp())
-  .action((opts: { config?: string; background?: boolean }) => run(async () => (await import("./commands/daemon.js")).daemonCommand(opts))());
+  .action((opts: { config?: string; background?: boolean }) => {
+    runsDaemon = true;
+    return run(async () => (await import("./commands/daemon.js")).daemonCommand(opts))();
+  });
 
 program
   .command("start")
-  .description("start the daemon in the background; returns once it is ready, or fails with why")
+  .description("start the daemon in the background; returns once it answers (each target's state printed), or fails with why")
   .addOption(configOption())
-  .action((opts: { config?: string }) => run(async () => (await import("./commands/start.js")).startCommand(opts))());
+  .option("--wait [timeout]", "return only when every eager target is ready (default 60s); exit 1 naming those that are not")
+  .action((opts: { config?: string; wait?: string | true }) => run(async () => (await import("./commands/start.js")).startCommand(opts))());
 
 program
   .command("stop")
-  .description("stop the daemon gracefully: clients get a grace period, SSM sessions are terminated, the socket is removed")
+  .description("stop the daemon gracefully: clients get a grace period, SSM sessions are terminated, the socket is removed (exit 0 when none runs)")
   .action(run(async () => (await import("./commands/control.js")).stopCommand()));
 
 program
@@ -45,7 +68,7 @@ program
   .description("per target: listen address, tunnel state, session, uptime, connections, parked and spare server connections, bytes, token age, last error")
   .argument("[target]", "only this target")
   .option("--json", "one JSON object with a `targets` array (stable shape, see README)")
-  .action((target: string | undefined, opts: { json?: boolean }) => run(async () => (await import("./commands/status.js")).statusCommand(target, opts))());
+  .action((target: string | undefined, opts: { json?: boolean }) => run(async () => (await import("./commands/status.js")).statusCommand(target, opts), opts)());
 
 program
   .command("restart")
@@ -57,14 +80,14 @@ program
   .command("reload")
   .description("re-read the config: add, change and remove targets without touching the others")
   .option("--json", "what changed, as JSON")
-  .action((opts: { json?: boolean }) => run(async () => (await import("./commands/control.js")).reloadCommand(opts))());
+  .action((opts: { json?: boolean }) => run(async () => (await import("./commands/control.js")).reloadCommand(opts), opts)());
 
 program
   .command("test")
   .description("probe a target end to end: credentials, bastion, tunnel, TLS, login, SELECT 1")
   .argument("<target>", "the target to probe")
   .option("--json", "the stages as JSON")
-  .action((target: string, opts: { json?: boolean }) => run(async () => (await import("./commands/control.js")).testCommand(target, opts))());
+  .action((target: string, opts: { json?: boolean }) => run(async () => (await import("./commands/control.js")).testCommand(target, opts), opts)());
 
 program
   .command("logs")
@@ -72,14 +95,14 @@ program
   .option("-f, --follow", "keep printing new lines")
   .option("-n, --lines <count>", "how many lines to show first", "50")
   .option("--json", "raw JSON lines")
-  .action((opts: { follow?: boolean; lines: string; json?: boolean }) => run(async () => (await import("./commands/logs.js")).logsCommand(opts))());
+  .action((opts: { follow?: boolean; lines: string; json?: boolean }) => run(async () => (await import("./commands/logs.js")).logsCommand(opts), opts)());
 
 program
   .command("doctor")
   .description("check this machine: config, credentials and SSO expiry, region, bastion, CA bundle, ports, plugin")
   .addOption(configOption())
   .option("--json", "the checks as JSON")
-  .action((opts: { config?: string; json?: boolean }) => run(async () => (await import("./commands/doctor.js")).doctorCommand(opts))());
+  .action((opts: { config?: string; json?: boolean }) => run(async () => (await import("./commands/doctor.js")).doctorCommand(opts), opts)());
 
 program
   .command("login")
@@ -90,19 +113,21 @@ program
 
 program
   .command("url")
-  .description("print a connection string for a target")
+  .description("print a connection string for a target (from the running daemon, else from the config)")
   .argument("<target>", "the target")
+  .addOption(configOption())
   .option("--tls", "add sslmode=verify-full with rdsd's local CA")
   .option("--socket", "the target's Unix socket (host=<directory>, port=<n>) instead of its TCP address")
   .option("--json", "host, port, user, database and the URL as JSON")
-  .action((target: string, opts: { json?: boolean; tls?: boolean; socket?: boolean }) => run(async () => (await import("./commands/url.js")).urlCommand(target, opts))());
+  .action((target: string, opts: { config?: string; json?: boolean; tls?: boolean; socket?: boolean }) => run(async () => (await import("./commands/url.js")).urlCommand(target, opts), opts)());
 
 program
   .command("psql")
   .description("run psql on a target (arguments after -- go to psql)")
   .argument("<target>", "the target")
   .argument("[psql-args...]", "passed to psql")
-  .action((target: string, extra: string[]) => run(async () => (await import("./commands/url.js")).psqlCommand(target, extra))());
+  .addOption(configOption())
+  .action((target: string, extra: string[], opts: { config?: string }) => run(async () => (await import("./commands/url.js")).psqlCommand(target, extra, opts))());
 
 program
   .command("install-service")
@@ -120,14 +145,8 @@ program
 
 program
   .command("ca")
-  .description("print the path of rdsd's local CA certificate (trust it for sslmode=verify-full)")
-  .action(
-    run(async () => {
-      const [{ loadOrCreateLocalCa }, { stateDir }] = await Promise.all([import("@rdsd/certs"), import("@rdsd/control")]);
-      process.stdout.write((await loadOrCreateLocalCa(stateDir())).caPath + "\n");
-      return EXIT.ok;
-    }),
-  );
+  .description("print the path of rdsd's local CA certificate, the running daemon's (trust it for sslmode=verify-full)")
+  .action(run(async () => (await import("./commands/ca.js")).caCommand()));
 
 program
   .command("completion")
@@ -153,18 +172,23 @@ async function main(argv: string[]): Promise<void> {
     await program.parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
-      // --help and --version exit 0; everything else commander rejects is a usage error.
+      // --help and --version exit 0; everything else commander rejects is a usage error (already printed).
       process.exitCode = err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+      if (err.exitCode !== 0 && jsonRequested(argv)) process.stdout.write(jsonError(err.message.replace(/^error: /, ""), "run `rdsd --help` for usage", "usage"));
       return;
     }
-    if (err instanceof CliError) {
-      process.stderr.write(`rdsd: ${err.message}\n${err.fix ? `  ${err.fix}\n` : ""}`);
-      process.exitCode = err.code;
-      return;
-    }
-    process.stderr.write(`rdsd: ${(err as Error).message}\n`);
-    process.exitCode = EXIT.failure;
+    const failure = err instanceof CliError ? err : new CliError((err as Error).message);
+    process.stderr.write(`rdsd: ${failure.message}\n${failure.fix ? `  ${failure.fix}\n` : ""}`);
+    // Scripts reading --json output get the failure in the same place, as JSON.
+    if (wantsJson) process.stdout.write(jsonError(failure.message, failure.fix, failure.reason));
+    process.exitCode = failure.code;
   }
+}
+
+/** --json among the command's own flags (not after `--`, where psql's arguments go). */
+function jsonRequested(argv: string[]): boolean {
+  const end = argv.indexOf("--");
+  return (end < 0 ? argv : argv.slice(0, end)).includes("--json");
 }
 
 await main(process.argv);

@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -37,7 +37,7 @@ function handlers(overrides: Partial<ControlHandlers> = {}): ControlHandlers {
       return status(["orders"]);
     },
     restart: async () => ({ restarted: [] }),
-    reload: async () => ({ added: [], removed: [], changed: [], unchanged: [] }),
+    reload: async () => ({ added: [], removed: [], changed: [], unchanged: [], failed: [] }),
     test: async ({ target }) => ({ target, ok: true, stages: [], warnings: [] }),
     stop: async () => ({ stopped: true }),
     ...overrides,
@@ -83,15 +83,23 @@ describe("control socket", () => {
   });
 
   it("refuses to replace something that is not a socket", async () => {
-    await serve().then((s) => s.close());
+    await mkdir(join(dir, "run"), { mode: 0o700 });
     await writeFile(socketPath, "not a socket");
     await expect(serveControl({ socketPath, handlers: handlers() })).rejects.toThrow(/is not a socket/);
   });
 
-  it("removes its socket on close", async () => {
+  it("removes its socket on close, and the directory it made (no empty rdsd-<uid> left behind)", async () => {
     const server = await serve();
     await server.close();
     await expect(stat(socketPath)).rejects.toMatchObject({ code: "ENOENT" });
+    await expect(stat(join(dir, "run"))).rejects.toMatchObject({ code: "ENOENT" });
+  });
+
+  it("leaves a directory it did not make", async () => {
+    await mkdir(join(dir, "run"), { mode: 0o700 });
+    await (await serve()).close();
+    await expect(stat(socketPath)).rejects.toMatchObject({ code: "ENOENT" });
+    expect((await stat(join(dir, "run"))).isDirectory()).toBe(true);
   });
 
   it("answers hostile or malformed requests with bad-request and keeps serving", async () => {

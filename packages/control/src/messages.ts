@@ -74,9 +74,10 @@ export interface DaemonStatus {
   targets: TargetStatus[];
 }
 
-export type ProbeStageName = "credentials" | "bastion" | "tunnel" | "tls" | "login" | "query";
+export type ProbeStageName = "ca" | "credentials" | "bastion" | "tunnel" | "tls" | "login" | "query";
 
-export const PROBE_STAGES: readonly ProbeStageName[] = ["credentials", "bastion", "tunnel", "tls", "login", "query"];
+/** In the order `rdsd test` runs them: the CA that verifies the server is checked first, on this machine. */
+export const PROBE_STAGES: readonly ProbeStageName[] = ["ca", "credentials", "bastion", "tunnel", "tls", "login", "query"];
 
 /** One stage of `rdsd test TARGET`. */
 export interface ProbeStage {
@@ -102,6 +103,8 @@ export interface ReloadReport {
   removed: string[];
   changed: string[];
   unchanged: string[];
+  /** Added or changed targets that could not start (a port taken, say); the rest of the file is applied. */
+  failed: Array<{ target: string } & Problem>;
 }
 
 /** Every command the daemon answers: its parameters and its result. */

@@ -1,5 +1,5 @@
 /// <reference path="./node-ipc.d.ts" />
-import { chmod, lstat, unlink } from "node:fs/promises";
+import { chmod, lstat, rmdir, unlink } from "node:fs/promises";
 import net from "node:net";
 import { dirname } from "node:path";
 import type { Socket } from "node:net";
@@ -17,7 +17,7 @@ export interface ControlServerOptions {
 
 export interface ControlServer {
   readonly socketPath: string;
-  /** Stops accepting, keeps open connections (a `stop` request still gets its answer), removes the socket. */
+  /** Stops accepting, keeps open connections (a `stop` request still gets its answer), removes the socket (and its directory, if it made it and nothing else is in it). */
   close(): Promise<void>;
 }
 
@@ -29,7 +29,7 @@ const PROBE_TIMEOUT_MS = 1_000;
  */
 export async function serveControl(options: ControlServerOptions): Promise<ControlServer> {
   const { socketPath } = options;
-  await ensurePrivateDir(dirname(socketPath));
+  const createdDir = await ensurePrivateDir(dirname(socketPath));
   await clearStaleSocket(socketPath);
 
   const ipc = new ipcModule.IPC();
@@ -69,6 +69,8 @@ export async function serveControl(options: ControlServerOptions): Promise<Contr
       // Only our own socket: never one a newer daemon put in its place.
       const now = await lstat(socketPath).catch(() => undefined);
       if (now?.ino === ino) await unlink(socketPath).catch(() => {});
+      // A directory this server made (/tmp/rdsd-<uid>) goes too once empty; one holding anything else stays.
+      if (createdDir) await rmdir(dirname(socketPath)).catch(() => {});
     },
   };
 }

@@ -2,7 +2,7 @@ import { mkdir } from "node:fs/promises";
 import { issueLocalhostCertificate, loadOrCreateLocalCa, type PemKeyPair } from "@rdsd/certs";
 import { diffConfigs, loadConfig, type RdsdConfig } from "@rdsd/config";
 import { runtimeDir } from "@rdsd/control";
-import { ControlError, type ProbeReport, type ReloadReport, type TargetStatus } from "@rdsd/control";
+import { ControlError, type Problem, type ProbeReport, type ReloadReport, type TargetStatus } from "@rdsd/control";
 import { credentialProviderFor, IamTokenCache } from "@rdsd/iam";
 import { ProxyError } from "@rdsd/proxy";
 import type { DaemonLogger } from "./logger.js";
@@ -84,9 +84,10 @@ export class Daemon {
       await this.targets.get(name)?.stop(grace);
       this.targets.delete(name);
     }));
-    await Promise.all([...diff.added, ...diff.changed].map((name) => this.startTarget(name, next)));
-    this.options.logger.info("configuration reloaded", { added: diff.added.join(",") || "-", removed: diff.removed.join(",") || "-", changed: diff.changed.join(",") || "-" });
-    return { added: diff.added, removed: diff.removed, changed: diff.changed, unchanged: diff.unchanged };
+    const started = await Promise.all([...diff.added, ...diff.changed].map((name) => this.startTarget(name, next)));
+    const failed = started.filter((problem): problem is NonNullable<typeof problem> => problem !== undefined);
+    this.options.logger.info("configuration reloaded", { added: diff.added.join(",") || "-", removed: diff.removed.join(",") || "-", changed: diff.changed.join(",") || "-", failed: failed.map((f) => f.target).join(",") || "-" });
+    return { added: diff.added, removed: diff.removed, changed: diff.changed, unchanged: diff.unchanged, failed };
   }
 
   /** Restarts one target's way to the database, or every target's. Others are untouched. */
@@ -125,14 +126,18 @@ export class Daemon {
     return target;
   }
 
-  private async startTarget(name: string, config: RdsdConfig): Promise<void> {
+  /** Starts one target; a target that cannot start stays listed (failed, with its error) and its problem is returned. */
+  private async startTarget(name: string, config: RdsdConfig): Promise<({ target: string } & Problem) | undefined> {
     const targetConfig = config.targets.find((t) => t.name === name)!;
     const target = new Target(targetConfig, this.services());
     this.targets.set(name, target);
     try {
       await target.start();
+      return undefined;
     } catch (err) {
       this.options.logger.error("target failed to start", { target: name, error: (err as Error).message });
+      const problem = target.status().lastError ?? { message: (err as Error).message, fix: "see `rdsd logs`" };
+      return { target: name, ...problem };
     }
   }
 

@@ -1,8 +1,9 @@
 import type { Duplex } from "node:stream";
 import type tls from "node:tls";
 import { decodeErrorFields, readBackendFrame, textParameter, type StartupParameter } from "@rdsd/pg-wire";
-import type { Problem, ProbeReport, ProbeStage, ProbeStageName } from "@rdsd/control";
+import { PROBE_STAGES, type Problem, type ProbeReport, type ProbeStage, type ProbeStageName } from "@rdsd/control";
 import { loginUpstream, ProxyError, secureUpstream, type UpstreamSecret } from "@rdsd/proxy";
+import { parseBundle } from "./rds-ca-bundle.js";
 import type { ProbeInputs } from "./target.js";
 
 const PROBE_TIMEOUT_MS = 30_000;
@@ -42,7 +43,14 @@ export async function probeTarget(name: string, inputs: ProbeInputs, driver: str
   };
 
   try {
-    if (inputs.setupError) throw new ProxyError(inputs.setupError.message, inputs.setupError.fix);
+    // A setup error is reported on its own stage: a missing RDS CA bundle is not a credentials problem.
+    const setupFailure = inputs.setupError ? new ProxyError(inputs.setupError.message, inputs.setupError.fix) : undefined;
+    await run("ca", async () => {
+      if (setupFailure && inputs.setupStage === "ca") throw setupFailure;
+      const source = inputs.caSource === "rds" ? "the RDS CA bundle" : inputs.caSource;
+      return { value: undefined, detail: `${parseBundle(String(inputs.upstream.ca))} certificate(s) from ${source}` };
+    });
+    if (setupFailure && !failed) throw setupFailure;
     const secret = await run("credentials", async () => {
       const s = await inputs.upstream.auth.secret();
       return { value: s, detail: inputs.aws ? `${s.provenance} (${inputs.aws})` : s.provenance };
@@ -78,7 +86,7 @@ export async function probeTarget(name: string, inputs: ProbeInputs, driver: str
       return { value, detail: `SELECT 1 returned ${value}` };
     });
   } catch (err) {
-    // Setup failed before any stage ran: report it on the first stage.
+    // Setup (region, AWS settings) failed before the credentials stage ran: report it there.
     failed = true;
     stages.push({ name: "credentials", status: "failed", ms: 0, detail: "", error: problemOf(err) });
   } finally {
@@ -104,8 +112,7 @@ function greetingError(greeting: Buffer): ProxyError | undefined {
 }
 
 function fillSkipped(stages: ProbeStage[]): ProbeStage[] {
-  const order: ProbeStageName[] = ["credentials", "bastion", "tunnel", "tls", "login", "query"];
-  return order.map((name) => stages.find((s) => s.name === name) ?? { name, status: "skipped", ms: 0, detail: "an earlier stage failed", error: null });
+  return PROBE_STAGES.map((name) => stages.find((s) => s.name === name) ?? { name, status: "skipped", ms: 0, detail: "an earlier stage failed", error: null });
 }
 
 function problemOf(err: unknown): Problem {

@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import type { Duplex } from "node:stream";
 import { isLoopback, joinHostPort, type TargetConfig } from "@rdsd/config";
 import type { PemKeyPair } from "@rdsd/certs";
-import type { Problem, TargetState, TargetStatus } from "@rdsd/control";
+import type { Problem, ProbeStageName, TargetState, TargetStatus } from "@rdsd/control";
 import { configuredEndpoint, describeCredentialError, regionFromRdsHostname, resolveRegion, type AwsCredentialIdentityProvider, type IamTokenCache, type IamTokenKey } from "@rdsd/iam";
 import { DirectDialer, iamAuth, passwordAuth, ProxyError, TargetProxy, type Dialer, type UpstreamAuth, type UpstreamTarget } from "@rdsd/proxy";
 import type { DaemonLogger } from "./logger.js";
@@ -33,9 +33,13 @@ export interface ProbeInputs {
   upstream: UpstreamTarget;
   database: string | undefined;
   tunnel: TunnelHandle | undefined;
+  /** tls.ca as the user wrote it: "rds" or a file. */
+  caSource: string;
   setupError: Problem | null;
   /** "profile P, region R" for a target that makes AWS calls; undefined otherwise. */
   aws: string | undefined;
+  /** The stage a setup error belongs to: "ca" (tls.ca could not be loaded) or "credentials" (region, AWS setup). */
+  setupStage: ProbeStageName;
 }
 
 /**
@@ -47,6 +51,7 @@ export class Target {
   private state: TargetState = "idle";
   private since = new Date();
   private setupError: Problem | null = null;
+  private setupStage: ProbeStageName = "credentials";
   /** Where this target's SSM calls go (target aws.region, the profile's region, $AWS_REGION). */
   private region: string | undefined;
   /** What its IAM tokens are signed for: an RDS host's own region, else `region`. */
@@ -164,7 +169,7 @@ export class Target {
 
   probeInputs(): ProbeInputs {
     const aws = this.region === undefined ? undefined : `profile ${this.profile ?? "(default chain)"}, region ${this.region}`;
-    return { dialer: this.dialer!, upstream: this.upstream(), database: this.config.database, tunnel: this.tunnel, setupError: this.setupError, aws };
+    return { dialer: this.dialer!, upstream: this.upstream(), database: this.config.database, tunnel: this.tunnel, caSource: this.config.tls.ca, setupError: this.setupError, setupStage: this.setupStage, aws };
   }
 
   /** The config's local-access opt-ins weaken rdsd's guard on the database login: say so at every start. */
@@ -181,8 +186,10 @@ export class Target {
   /** CA, region and the dialer; failures are kept as the target's error (clients are told). */
   private async prepare(): Promise<void> {
     this.setupError = null;
+    this.setupStage = "ca";
     try {
       this.ca = await this.services.loadCa(this.config.tls.ca);
+      this.setupStage = "credentials";
       if (this.config.auth.kind === "iam" || this.config.tunnel.driver !== "direct") {
         this.region = (await resolveRegion({ region: this.config.aws.region, profile: this.profile, host: this.config.host })).region;
         this.tokenRegion = regionFromRdsHostname(this.config.host) ?? this.region;

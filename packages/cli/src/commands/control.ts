@@ -1,12 +1,19 @@
 import type { ProbeReport } from "@rdsd/control";
 import { ask } from "../daemon-client.js";
-import { EXIT } from "../exit.js";
+import { CliError, EXIT } from "../exit.js";
 import { paintFor, table } from "../terminal.js";
 
 export async function stopCommand(): Promise<number> {
   // The daemon answers once everything is stopped (clients given their grace, sessions terminated, socket
   // removed), then exits: its end closes the connection, and only then is the stop done.
-  await ask("stop", {}, 120_000, true);
+  try {
+    await ask("stop", {}, 120_000, true);
+  } catch (err) {
+    // Nothing to stop is what the caller wanted (as `systemctl stop` on a stopped unit).
+    if (!(err instanceof CliError && err.code === EXIT.notRunning)) throw err;
+    process.stdout.write("rdsd is not running\n");
+    return EXIT.ok;
+  }
   process.stdout.write("rdsd stopped\n");
   return EXIT.ok;
 }
@@ -24,7 +31,12 @@ export async function reloadCommand(opts: { json?: boolean }): Promise<number> {
     const part = (label: string, names: string[]) => `${label}: ${names.length ? names.join(", ") : "-"}`;
     process.stdout.write(`reloaded; ${[part("added", report.added), part("removed", report.removed), part("changed", report.changed), part("unchanged", report.unchanged)].join("; ")}\n`);
   }
-  return EXIT.ok;
+  // The rest of the file is applied; a target that could not start is the caller's to fix.
+  for (const failure of report.failed) {
+    const named = failure.message.includes(failure.target) ? failure.message : `target ${failure.target}: ${failure.message}`;
+    process.stderr.write(`rdsd: ${named}\n  ${failure.fix}\n`);
+  }
+  return report.failed.length === 0 ? EXIT.ok : EXIT.failure;
 }
 
 export async function testCommand(target: string, opts: { json?: boolean }): Promise<number> {

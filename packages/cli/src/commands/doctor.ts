@@ -2,13 +2,18 @@ import { homedir } from "node:os";
 import { resolveConfigPath } from "@rdsd/config";
 import { controlSocketPath, stateDir } from "@rdsd/control";
 import { runDoctor, type DoctorCheck } from "@rdsd/daemon";
+import { runningDaemon } from "../daemon-client.js";
 import { EXIT } from "../exit.js";
 import { paintFor, table } from "../terminal.js";
 
-/** `rdsd doctor`: every check with its finding; exit 1 when one fails. */
+/**
+ * `rdsd doctor`: every check with its finding; exit 1 when one fails. It checks what the running daemon
+ * runs (its config file and state dir) unless --config names another file.
+ */
 export async function doctorCommand(opts: { config?: string; json?: boolean }): Promise<number> {
-  const configPath = resolveConfigPath({ ...(opts.config ? { flag: opts.config } : {}), env: process.env, home: homedir() });
-  const checks = await runDoctor({ configPath, stateDir: stateDir(), socketPath: controlSocketPath() });
+  const daemon = await runningDaemon();
+  const configPath = opts.config || !daemon ? resolveConfigPath({ ...(opts.config ? { flag: opts.config } : {}), env: process.env, home: homedir() }) : daemon.configFile;
+  const checks = await runDoctor({ configPath, stateDir: daemon?.stateDir ?? stateDir(), socketPath: controlSocketPath() });
   const ok = !checks.some((c) => c.status === "fail");
   if (opts.json) process.stdout.write(JSON.stringify({ ok, checks }, null, 2) + "\n");
   else process.stdout.write(formatDoctor(checks) + "\n");

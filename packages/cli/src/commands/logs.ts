@@ -1,18 +1,22 @@
 import { open, stat } from "node:fs/promises";
 import { watchFile, unwatchFile } from "node:fs";
 import { logFilePath } from "@rdsd/control";
+import { runningDaemon } from "../daemon-client.js";
 import { CliError, EXIT } from "../exit.js";
 import { formatLogLine } from "../log-format.js";
 
-/** `rdsd logs [-f]`: the daemon's log file, readable (or raw JSON lines with --json). Works without a daemon. */
+/**
+ * `rdsd logs [-f]`: the daemon's log file, readable (or raw JSON lines with --json). The running daemon's
+ * file when one answers (the demo and services may keep theirs elsewhere); without a daemon, this user's.
+ */
 export async function logsCommand(opts: { follow?: boolean; lines: string; json?: boolean }): Promise<number> {
-  const path = logFilePath();
   const count = Number(opts.lines);
   if (!Number.isInteger(count) || count < 0) throw new CliError(`--lines wants a whole number, got ${opts.lines}`, null, EXIT.usage);
+  const path = (await runningDaemon())?.logFile ?? logFilePath();
   const print = (line: string) => process.stdout.write((opts.json ? line : formatLogLine(line)) + "\n");
   let size = await stat(path).then((s) => s.size, () => -1);
   if (size < 0 && !opts.follow) throw new CliError(`no log yet at ${path}`, "the daemon writes it once it has run (`rdsd start`)");
-  if (size > 0) {
+  if (size > 0 && count > 0) {
     const text = await readRange(path, Math.max(0, size - 4 * 1024 * 1024), size);
     for (const line of text.split("\n").filter(Boolean).slice(-count)) print(line);
   }

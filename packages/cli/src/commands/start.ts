@@ -3,22 +3,39 @@ import { closeSync, openSync, statSync } from "node:fs";
 import { mkdir, open } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { resolveConfigPath } from "@rdsd/config";
+import { parseDuration, resolveConfigPath } from "@rdsd/config";
 import { fileURLToPath } from "node:url";
 import { answers, controlSocketPath, logFilePath, stateDir } from "@rdsd/control";
+import { runningDaemon } from "../daemon-client.js";
 import { CliError, EXIT } from "../exit.js";
 import { formatLogLine } from "../log-format.js";
-import { spinner } from "../terminal.js";
+import { paintFor, spinner } from "../terminal.js";
+import { formatTargets } from "./status.js";
+import { waitForTargets } from "./wait-targets.js";
 
 const RDSD_BIN = fileURLToPath(new URL("../../bin/rdsd.js", import.meta.url));
 const READY_TIMEOUT_MS = 60_000;
+const DEFAULT_WAIT_MS = 60_000;
 
-/** `rdsd start`: the daemon detached, returning once its control socket answers, or failing with why. */
-export async function startCommand(opts: { config?: string }): Promise<number> {
+/**
+ * `rdsd start [--wait[=TIMEOUT]]`: the daemon detached, returning once its control socket answers (with each
+ * target's state), or failing with why. --wait returns only once every eager target is ready.
+ */
+export async function startCommand(opts: { config?: string; wait?: string | true }): Promise<number> {
+  const waitMs = opts.wait === undefined ? undefined : opts.wait === true ? DEFAULT_WAIT_MS : parseWait(opts.wait);
+  // Resolved here ($RDSD_CONFIG, XDG, ~ included), since the daemon runs from /.
+  const configPath = resolveConfigPath({ ...(opts.config ? { flag: opts.config } : {}), env: process.env, home: homedir() });
   const socketPath = controlSocketPath();
   if (await answers(socketPath)) {
+    const running = await runningDaemon();
+    if (running && running.configFile !== configPath) {
+      throw new CliError(
+        `rdsd is already running with another config (${running.configFile}, pid ${running.pid}), not ${configPath}`,
+        "`rdsd stop` first to run this one, or give it its own socket: RDSD_RUNTIME_DIR=$(mktemp -d) rdsd start --config ...",
+      );
+    }
     process.stdout.write(`rdsd is already running (socket ${socketPath})\n`);
-    return EXIT.ok;
+    return waitMs === undefined ? EXIT.ok : settle(waitMs);
   }
   const state = stateDir();
   await mkdir(state, { recursive: true, mode: 0o700 });
@@ -27,8 +44,6 @@ export async function startCommand(opts: { config?: string }): Promise<number> {
   // Whatever the daemon prints outside its log (a crash before the logger exists) lands here.
   const outPath = join(state, "rdsd.out");
   const out = openSync(outPath, "w", 0o600);
-  // Resolved here ($RDSD_CONFIG, XDG, ~ included), since the daemon runs from /.
-  const configPath = resolveConfigPath({ ...(opts.config ? { flag: opts.config } : {}), env: process.env, home: homedir() });
   const args = [RDSD_BIN, "daemon", "--background", "--config", configPath];
   // From /, so the daemon never keeps the caller's directory busy.
   const child = spawn(process.execPath, args, { detached: true, cwd: "/", stdio: ["ignore", out, out, "ipc"], env: process.env });
@@ -52,11 +67,39 @@ export async function startCommand(opts: { config?: string }): Promise<number> {
     child.disconnect?.();
     child.unref();
     process.stdout.write(`rdsd started (pid ${outcome.pid}, socket ${socketPath}, log ${logFile})\n`);
-    return EXIT.ok;
+    return waitMs === undefined ? report() : settle(waitMs);
   }
   if (child.exitCode === null) child.kill("SIGTERM");
   const tail = [...(await readLogSince(logFile, logOffset)).map(formatLogLine), ...(await readText(outPath))].slice(-20);
   throw new CliError(`rdsd did not start: ${outcome.why}${tail.length ? `\n--- log ---\n${tail.join("\n")}` : ""}`, "fix what the log says, then `rdsd start` again (`rdsd daemon` runs it in the foreground)");
+}
+
+function parseWait(text: string): number {
+  try {
+    return parseDuration(text);
+  } catch (err) {
+    throw new CliError(`--wait: ${(err as Error).message}`, "for example --wait=90s or --wait=2m", EXIT.usage);
+  }
+}
+
+/** Plain start: the daemon answers; each target's state as it is now (eager tunnels may still be connecting). */
+async function report(): Promise<number> {
+  const status = await runningDaemon();
+  if (status) process.stdout.write(formatTargets(status.targets, paintFor(process.stdout)) + "\n");
+  return EXIT.ok;
+}
+
+/** --wait: every eager target ready, or exit 1 naming each one that is not, with its state and error. */
+async function settle(waitMs: number): Promise<number> {
+  const spin = spinner(process.stderr, "waiting for the targets");
+  const outcome = await waitForTargets(waitMs).finally(() => spin.stop());
+  process.stdout.write(formatTargets(outcome.status.targets, paintFor(process.stdout)) + "\n");
+  if (outcome.notReady.length === 0) return EXIT.ok;
+  const why = outcome.notReady.map((t) => `${t.name} is ${t.state}${t.lastError ? `: ${t.lastError.message}` : ""}`);
+  throw new CliError(
+    `not every target is ready${outcome.timedOut ? ` after ${waitMs / 1000} s` : ""}: ${why.join("; ")}`,
+    outcome.notReady.map((t) => t.lastError?.fix).find(Boolean) ?? "see `rdsd status` and `rdsd logs`; rdsd keeps trying",
+  );
 }
 
 function sizeOf(path: string): number {

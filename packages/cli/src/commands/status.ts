@@ -15,10 +15,16 @@ export async function statusCommand(target: string | undefined, opts: { json?: b
 
 const STATE_COLOUR: Record<TargetState, keyof Paint> = { ready: "green", idle: "dim", connecting: "yellow", reconnecting: "yellow", degraded: "yellow", failed: "red" };
 
-/** The human view of `rdsd status`: one row per target, then each target's last error with its fix. */
+/** The human view of `rdsd status`: the daemon, one row per target, then each target's last error with its fix. */
 export function formatStatus(status: DaemonStatus, paint: Paint, now: number): string {
+  const daemon = `rdsd ${status.version}, pid ${status.pid}, up ${formatDuration((now - Date.parse(status.startedAt)) / 1000)}, config ${status.configFile}`;
+  return [daemon, formatTargets(status.targets, paint, now)].join("\n");
+}
+
+/** One row per target, then each target's last error and warnings with their fix (`rdsd status`, `rdsd start`). */
+export function formatTargets(targets: TargetStatus[], paint: Paint, now = Date.now()): string {
   const header = ["TARGET", "LISTEN", "STATE", "AWS", "SESSION", "UPTIME", "CONNS", "PARKED", "SPARES", "IN/OUT", "TOKEN AGE"].map((h) => paint.bold(h));
-  const rows = status.targets.map((t) => [
+  const rows = targets.map((t) => [
     t.readOnly ? `${t.name} ${paint.yellow("(read-only)")}` : t.name,
     [...t.listen, ...(t.socket === null ? [] : [t.socket])].join(" "),
     paint[STATE_COLOUR[t.state]](t.state),
@@ -31,12 +37,11 @@ export function formatStatus(status: DaemonStatus, paint: Paint, now: number): s
     `${formatBytes(t.bytesFromClients)}/${formatBytes(t.bytesToClients)}`,
     t.tokenAgeSeconds === null ? "-" : formatDuration(t.tokenAgeSeconds),
   ]);
-  const lines = [`rdsd ${status.version}, pid ${status.pid}, up ${formatDuration((now - Date.parse(status.startedAt)) / 1000)}, config ${status.configFile}`];
-  lines.push(status.targets.length === 0 ? "no targets configured" : table([header, ...rows]));
-  for (const t of status.targets.filter((t): t is TargetStatus & { lastError: NonNullable<TargetStatus["lastError"]> } => t.lastError !== null)) {
+  const lines = [targets.length === 0 ? "no targets configured" : table([header, ...rows])];
+  for (const t of targets.filter((t): t is TargetStatus & { lastError: NonNullable<TargetStatus["lastError"]> } => t.lastError !== null)) {
     lines.push("", `${paint.bold(t.name)}: ${paint.red(t.lastError.message)}`, `  fix: ${t.lastError.fix}`);
   }
-  for (const t of status.targets) {
+  for (const t of targets) {
     for (const w of t.warnings) lines.push("", `${paint.bold(t.name)}: ${paint.yellow(`warning: ${w.message}`)}`, `  fix: ${w.fix}`);
   }
   return lines.join("\n");
