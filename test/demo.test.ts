@@ -4,6 +4,7 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DaemonStatus } from "@rdsd/control";
 import { pgClientEnv, processesWorkingIn, runCommand, tempDir, type TempDir } from "@rdsd/testkit";
@@ -12,6 +13,7 @@ import { pgClientEnv, processesWorkingIn, runCommand, tempDir, type TempDir } fr
 // tunnel, emulator, verify-full TLS, IAM token checked by the RDS stand-in), then Ctrl-C.
 
 const RDSD = fileURLToPath(new URL("../packages/cli/bin/rdsd.js", import.meta.url));
+const REPO = fileURLToPath(new URL("..", import.meta.url));
 let dir: TempDir;
 
 beforeAll(async () => {
@@ -22,7 +24,7 @@ afterAll(async () => {
 });
 
 describe("rdsd demo", () => {
-  it("serves psql as the IAM user through the native SSM tunnel, then Ctrl-C leaves nothing behind", async () => {
+  it("serves psql as the IAM user through the native SSM tunnel, its hints work as typed, Ctrl-C in psql cancels, Ctrl-C in the demo leaves nothing behind", async () => {
     const env = { ...process.env, RDSD_RUNTIME_DIR: join(dir.path, "run") };
     const demo = spawn(process.execPath, [RDSD, "demo"], { env, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
@@ -65,12 +67,56 @@ describe("rdsd demo", () => {
         ["billing-dev", "rdsd-demo-billing", "eu-west-2"],
       ]);
       expect(orders.tokenAgeSeconds).not.toBeNull();
+      const port = Number(/port=(\d+)/.exec(psqlLine![1]!)![1]);
+
+      // The hint for another terminal, typed as printed (a shell, from the checkout): it finds the demo's socket.
+      const hint = /In another terminal: (.+?) status,/.exec(stdout)![1]!;
+      expect(hint).toBe(`RDSD_RUNTIME_DIR=${env.RDSD_RUNTIME_DIR} npx rdsd`);
+      const typed = await runCommand("sh", ["-c", `${hint} status`], { cwd: REPO, env: process.env, timeoutMs: 60_000 });
+      expect(typed.code, typed.stderr).toBe(0);
+      expect(typed.stdout).toMatch(/^orders-dev .* ready /m);
+
+      // `rdsd ca` names the demo daemon's CA, so verify-full against it works.
+      const ca = await runCommand(process.execPath, [RDSD, "ca"], { env });
+      expect(ca.stdout.trim()).toBe(status.localCaPath);
+      const verified = await runCommand("psql", ["-X", "-At", `host=localhost port=${port} dbname=orders sslmode=verify-full sslrootcert=${ca.stdout.trim()}`, "-c", "SELECT 1"], { env: pgClientEnv({ PGCONNECT_TIMEOUT: "30" }) });
+      expect(verified.stderr).toBe("");
+      expect(verified.stdout.trim()).toBe("1");
+      // `rdsd logs` reads the demo daemon's log, not the default state dir's.
+      const logs = await runCommand(process.execPath, [RDSD, "logs", "-n", "500"], { env });
+      expect(logs.code, logs.stderr).toBe(0);
+      expect(logs.stdout).toContain("client connected");
+
+      // Ctrl-C in psql cancels the running query: psql -> rdsd -> tunnel -> the RDS stand-in -> PostgreSQL.
+      const watcher = new pg.Client({ host: "127.0.0.1", port, database: "orders" });
+      await watcher.connect();
+      try {
+        const sleeper = spawn("psql", ["-X", psqlLine![1]!, "-c", "SELECT pg_sleep(60)"], { env: pgClientEnv({ PGCONNECT_TIMEOUT: "30" }), stdio: ["ignore", "pipe", "pipe"] });
+        let sleeperErr = "";
+        sleeper.stderr!.on("data", (c: Buffer) => (sleeperErr += c.toString()));
+        const sleeperExit = once(sleeper, "exit");
+        const sleeping = async () => (await watcher.query("SELECT 1 FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'")).rowCount;
+        await expect.poll(sleeping, { timeout: 30_000 }).toBe(1);
+        sleeper.kill("SIGINT");
+        const [code] = await sleeperExit;
+        expect(sleeperErr).toContain("canceling statement due to user request");
+        expect(code).toBe(1);
+      } finally {
+        await watcher.end();
+      }
+
+      // One line per connection at most: four logins (two psql, the watcher, the pg_sleep psql) and one cancel.
+      const perConnection = stderr.split("\n").filter((l) => l.startsWith("demo: ") && !/PostgreSQL from|SSM emulator/.test(l));
+      expect(perConnection.filter((l) => l.includes("IAM token accepted"))).toHaveLength(4);
+      expect(perConnection.filter((l) => !l.includes("IAM token accepted"))).toEqual(["demo: cancel request passed to PostgreSQL"]);
+
       // The token and the keys that sign it never reach a log.
       const daemonLog = await readFile(status.logFile, "utf8");
       expect(daemonLog).toContain("client connected");
       for (const text of [daemonLog, stderr, stdout]) {
         expect(text).not.toMatch(/X-Amz-Signature|X-Amz-Credential/);
         expect(text).not.toContain("rdsd-demo-secret");
+        expect(text).not.toContain("NodeVersionSupportWarning");
       }
       const demoDir = dirname(status.configFile);
       expect(existsSync(demoDir)).toBe(true);
@@ -82,9 +128,10 @@ describe("rdsd demo", () => {
       expect(await processesWorkingIn(pgDir)).toEqual([]);
       expect(existsSync(pgDir)).toBe(false);
       expect(existsSync(demoDir)).toBe(false);
-      expect(existsSync(join(dir.path, "run", "rdsd.sock"))).toBe(false);
+      // The control socket's directory the demo's daemon made goes with it (no empty rdsd-<uid> left behind).
+      expect(existsSync(join(dir.path, "run"))).toBe(false);
     } finally {
       if (demo.exitCode === null) demo.kill("SIGKILL");
     }
-  }, 90_000);
+  }, 180_000);
 });

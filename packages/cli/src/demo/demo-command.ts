@@ -27,7 +27,7 @@ export async function demoCommand(opts: { check?: boolean } = {}): Promise<numbe
   const say = (line: string) => process.stderr.write(`demo: ${line}\n`);
   const socketPath = controlSocketPath();
   if (await answers(socketPath)) {
-    throw new CliError(`an rdsd daemon is already running on ${socketPath}`, "stop it first (`rdsd stop`), or give the demo its own socket: RDSD_RUNTIME_DIR=$(mktemp -d) rdsd demo");
+    throw new CliError(`an rdsd daemon is already running on ${socketPath}`, "stop it first (`rdsd stop`), or give the demo its own socket: RDSD_RUNTIME_DIR=$(mktemp -d) npx rdsd demo");
   }
   const dir = await mkdtemp(join(tmpdir(), "rdsd-demo-"));
   const cleanups: Array<() => Promise<unknown>> = [() => rm(dir, { recursive: true, force: true })];
@@ -174,8 +174,6 @@ async function useEmulatorCredentials(endpoint: string, region: string, accounts
     AWS_REGION: region,
     AWS_ENDPOINT_URL_SSM: endpoint,
     AWS_EC2_METADATA_DISABLED: "true",
-    // The demo's SDK only ever talks to the emulator: its Node support notice would just be noise here.
-    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
     AWS_CONFIG_FILE: configFile,
     AWS_SHARED_CREDENTIALS_FILE: credentialsFile,
   });
@@ -190,8 +188,22 @@ function instructions(targets: { name: string; listen: { host: string; port: num
     lines.push(`  psql "host=localhost port=${port}${t.database ? ` dbname=${t.database}` : ""}"`);
     lines.push(`  GUI (DBeaver, DataGrip, pgAdmin): postgresql://${t.user}@localhost:${port}${t.database ? `/${t.database}` : ""}   (no password)`);
   }
-  lines.push("", "In another terminal: rdsd status, rdsd test orders-dev. Ctrl-C stops everything.", "");
+  const rdsd = cliAsTyped();
+  lines.push("", `In another terminal: ${rdsd} status, ${rdsd} test ${targets[0]?.name ?? "TARGET"}. Ctrl-C stops everything.`, "");
   return lines.join("\n");
+}
+
+/**
+ * How to run the CLI from another terminal, exactly: `npx rdsd` (a checkout or a global install), with the
+ * demo's own control socket directory when it was given one, since the other shell would look elsewhere.
+ */
+function cliAsTyped(): string {
+  const runtime = process.env.RDSD_RUNTIME_DIR;
+  return `${runtime ? `RDSD_RUNTIME_DIR=${shellQuote(runtime)} ` : ""}npx rdsd`;
+}
+
+function shellQuote(text: string): string {
+  return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, "'\\''")}'`;
 }
 
 function portFree(port: number): Promise<boolean> {

@@ -54,6 +54,8 @@ export async function startRdsFront(options: RdsFrontOptions): Promise<RdsFront>
 
 async function serve(socket: net.Socket, context: tls.SecureContext, options: RdsFrontOptions): Promise<void> {
   const first = await readStartupPacket(socket);
+  // A CancelRequest is served before any authentication, with or without TLS, as PostgreSQL and RDS do.
+  if (first.kind === "cancel") return forwardCancel(socket, first.raw, options);
   if (first.kind !== "ssl-request") return refuse(socket, SqlState.invalidAuthorization, "no pg_hba.conf entry: SSL is required (rds.force_ssl)");
   socket.write("S");
   const secure = new tls.TLSSocket(socket, { isServer: true, secureContext: context });
@@ -64,6 +66,7 @@ async function serve(socket: net.Socket, context: tls.SecureContext, options: Rd
   });
   const host = (secure as tls.TLSSocket & { servername?: string | false }).servername || "";
   const startup = await readStartupPacket(secure);
+  if (startup.kind === "cancel") return forwardCancel(secure, startup.raw, options);
   if (startup.kind !== "startup") return refuse(secure, SqlState.protocolViolation, "expected a startup message");
   const user = startupParameter(startup.message, "user") ?? "";
   secure.write(frame("R", int32(3))); // AuthenticationCleartextPassword, as RDS asks for IAM users
@@ -85,7 +88,19 @@ async function serve(socket: net.Socket, context: tls.SecureContext, options: Rd
   upstream.once("close", () => secure.destroy());
 }
 
-type Packet = { kind: "ssl-request" | "other" } | { kind: "startup"; message: StartupMessage; raw: Buffer };
+/**
+ * Hands a CancelRequest (the client's bytes, whatever their key length) to PostgreSQL on its socket, which
+ * cancels the query of the backend it names; then both connections close, as the protocol has it.
+ */
+function forwardCancel(client: net.Socket | tls.TLSSocket, raw: Buffer, options: RdsFrontOptions): void {
+  const upstream = net.connect(options.postgresSocket);
+  upstream.on("error", () => upstream.destroy());
+  upstream.once("connect", () => upstream.end(raw));
+  upstream.once("close", () => client.end());
+  options.log?.("cancel request passed to PostgreSQL");
+}
+
+type Packet = { kind: "ssl-request" | "other" } | { kind: "startup"; message: StartupMessage; raw: Buffer } | { kind: "cancel"; raw: Buffer };
 
 function readStartupPacket(stream: net.Socket | tls.TLSSocket): Promise<Packet> {
   return readUntil<Packet>(stream, (buf) => {
@@ -93,7 +108,9 @@ function readStartupPacket(stream: net.Socket | tls.TLSSocket): Promise<Packet> 
     if (result.status === "incomplete") return undefined;
     if (result.status === "invalid") throw new Error(result.reason);
     const packet = result.packet;
-    if (packet.kind === "startup") return { value: { kind: "startup", message: packet, raw: Buffer.from(buf.subarray(0, result.length)) }, used: result.length };
+    const raw = Buffer.from(buf.subarray(0, result.length));
+    if (packet.kind === "startup") return { value: { kind: "startup", message: packet, raw }, used: result.length };
+    if (packet.kind === "cancel") return { value: { kind: "cancel", raw }, used: result.length };
     return { value: { kind: packet.kind === "ssl-request" ? "ssl-request" : "other" }, used: result.length };
   });
 }
