@@ -224,15 +224,21 @@ describe("rdsd CLI against a real daemon", () => {
   it("follows the log as the daemon writes it", async () => {
     await writeConfig(["orders", "reports"]);
     const follower = spawn(process.execPath, [RDSD, "logs", "-f", "-n", "1"], { env, stdio: ["ignore", "pipe", "pipe"] });
+    // Everything the follower prints is kept from the start: lines printed while `rdsd reload` runs are not lost.
     let seen = "";
+    follower.stdout!.on("data", (c: Buffer) => (seen += c.toString()));
     try {
       const until = (text: string, after = 0) => new Promise<void>((resolve) => {
-        const check = () => seen.indexOf(text, after) >= 0 && resolve();
-        follower.stdout!.on("data", (c: Buffer) => ((seen += c.toString()), check()));
+        const check = () => {
+          if (seen.indexOf(text, after) < 0) return;
+          follower.stdout!.off("data", check);
+          resolve();
+        };
+        follower.stdout!.on("data", check);
         check();
       });
-      // The last line comes first; it is printed before the file is watched.
-      await new Promise<void>((resolve) => follower.stdout!.once("data", (c: Buffer) => ((seen += c.toString()), resolve())));
+      // The last line comes first; it is printed before the file is followed.
+      await until("\n");
       const before = seen.length;
       expect((await rdsd(["reload"])).code).toBe(0);
       await until("configuration reloaded", before);

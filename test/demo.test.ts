@@ -105,9 +105,12 @@ describe("rdsd demo", () => {
         await watcher.end();
       }
 
-      // One line per connection at most: four logins (two psql, the watcher, the pg_sleep psql) and one cancel.
+      // One line per connection at most: a login line for each server connection rdsd logged in on (four
+      // clients here: two psql, the watcher, the pg_sleep psql; fewer when rdsd reuses a parked one), one cancel.
       const perConnection = stderr.split("\n").filter((l) => l.startsWith("demo: ") && !/PostgreSQL from|SSM emulator/.test(l));
-      expect(perConnection.filter((l) => l.includes("IAM token accepted"))).toHaveLength(4);
+      const logins = perConnection.filter((l) => l.includes("IAM token accepted")).length;
+      expect(logins).toBeGreaterThanOrEqual(1);
+      expect(logins).toBeLessThanOrEqual(4);
       expect(perConnection.filter((l) => !l.includes("IAM token accepted"))).toEqual(["demo: cancel request passed to PostgreSQL"]);
 
       // The token and the keys that sign it never reach a log.
