@@ -486,7 +486,7 @@ describe("rdsd CLI: every command right the first time", () => {
     const sso = await runCommand(process.execPath, [RDSD, "doctor", "--config", ssoConfig], { env: awsEnv, timeoutMs: 60_000 });
     expect(sso.code).toBe(1);
     const portal = `cannot reach AWS SSO (portal.sso.${ssoRegion}.amazonaws.com): check the network`;
-    expect(sso.stdout).toMatch(new RegExp(`credentials\\s+FAIL\\s+${portal.replace(/[().]/g, "\\$&")}`));
+    expect(sso.stdout).toMatch(new RegExp(`credentials dev-sso\\s+FAIL\\s+${portal.replace(/[().]/g, "\\$&")}`));
     expect(sso.stdout).toMatch(new RegExp(`bastion orders\\s+FAIL\\s+${portal.replace(/[().]/g, "\\$&")}`));
     expect(sso.stdout).not.toContain("DescribeInstanceInformation");
 
@@ -494,7 +494,7 @@ describe("rdsd CLI: every command right the first time", () => {
     const bare = join(dir.path, "bare.yaml");
     await writeFile(bare, target);
     const none = await runCommand(process.execPath, [RDSD, "doctor", "--config", bare], { env: { ...awsEnv, AWS_CONFIG_FILE: join(home, "none"), HOME: join(dir.path, "no-home") }, timeoutMs: 60_000 });
-    expect(none.stdout).toMatch(/credentials\s+FAIL\s+no AWS credentials found\n/);
+    expect(none.stdout).toMatch(/credentials[^\n]*FAIL\s+no AWS credentials found\b/);
     expect(none.stdout + none.stderr).not.toMatch(/AWS_EC2_METADATA_V1_DISABLED|checking config file next/);
 
     // The AWS SDK's notice that its future releases need Node 22 stays out of rdsd's output (Node 20 prints it).
