@@ -41,6 +41,16 @@ describe("command line", () => {
     });
   });
 
+  it("gives each --account its own key, and instances their account", () => {
+    const { options } = parseCommandLine(["--account", "111111111111", "--account", "222222222222", "--instance", "i-0123456789abcdef0,tag:Name=bastion,account:222222222222"]);
+    expect(options.credentials).toEqual([
+      { accessKeyId: "AKIDEMULATOR11111111", secretAccessKey: "emulator-secret-not-a-real-aws-secret-111111111111", account: "111111111111" },
+      { accessKeyId: "AKIDEMULATOR22222222", secretAccessKey: "emulator-secret-not-a-real-aws-secret-222222222222", account: "222222222222" },
+    ]);
+    expect(options.instances).toEqual([{ instanceId: "i-0123456789abcdef0", tags: { Name: "bastion" }, account: "222222222222" }]);
+    expect(() => parseCommandLine(["--account", "1234"])).toThrow(/--account wants a 12-digit account id/);
+  });
+
   it("rejects bad input with a clear message", () => {
     expect(() => parseCommandLine(["--port", "http"])).toThrow(/--port/);
     expect(() => parseCommandLine(["--map", "db=10.1.2.3:5432"])).toThrow(/loopback/);

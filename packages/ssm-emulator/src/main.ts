@@ -16,7 +16,8 @@ async function main(): Promise<number> {
   const log = parsed.verbose ? (line: string) => process.stderr.write(`rdsd-emulator: ${line}\n`) : undefined;
   const emulator = await startEmulator({ ...parsed.options, ...(log ? { log } : {}) });
   // The contract with scripts: the first stdout line is this JSON object (the keys are fake, by design).
-  process.stdout.write(`${JSON.stringify(emulator.clientConfig)}\n`);
+  const accounts = parsed.options.credentials?.map(({ account, accessKeyId, secretAccessKey }) => ({ account, accessKeyId, secretAccessKey }));
+  process.stdout.write(`${JSON.stringify(accounts ? { ...emulator.clientConfig, accounts } : emulator.clientConfig)}\n`);
   await new Promise<void>((resolve) => {
     for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.once(signal, () => resolve());
   });
