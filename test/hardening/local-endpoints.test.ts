@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { chmod, lstat, stat, writeFile } from "node:fs/promises";
+import { chmod, lstat, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -139,6 +139,28 @@ describe("Unix-socket listeners", () => {
     await expect(lstat(chosenSocket), "the socket in the user's directory is gone").rejects.toMatchObject({ code: "ENOENT" });
     expect((await stat(chosenDir)).isDirectory(), "the user's directory stays").toBe(true);
     daemon = await startDaemon(world);
+  });
+
+  it("rdsd reload adds a socket to a running target and removes one (its directory goes with it)", async () => {
+    const original = await readFile(world.configPath, "utf8");
+    try {
+      // guarded gains `socket: true`; sock loses its socket.
+      const changed = original.replace("    readOnly: true\n", "    readOnly: true\n    socket: true\n").replace("    socket: true\n  sockonly:", "  sockonly:");
+      expect(changed.match(/socket: true/g)).toHaveLength(1);
+      await writeFile(world.configPath, changed);
+      const reload = await rdsd(world, ["reload", "--json"]);
+      expect(reload.code).toBe(0);
+      const guardedDir = join(world.env["RDSD_RUNTIME_DIR"]!, "sockets", "guarded");
+      const targets = (await status(world)).targets;
+      expect(targets.find((t) => t.name === "guarded")!.socket).toBe(join(guardedDir, `.s.PGSQL.${ports["guarded"]}`));
+      expect(targets.find((t) => t.name === "sock")!.socket).toBeNull();
+      expect((await psqlVia(guardedDir, ports["guarded"]!, "SHOW default_transaction_read_only")).stdout.trim()).toBe("on");
+      await expect(lstat(managedDir), "sock's socket directory went with its socket").rejects.toMatchObject({ code: "ENOENT" });
+    } finally {
+      await writeFile(world.configPath, original);
+      expect((await rdsd(world, ["reload"])).code).toBe(0);
+    }
+    expect((await psqlVia(managedDir, ports["sock"]!, "SELECT 'back'")).stdout.trim()).toBe("back");
   });
 
   it("refuses a socket path too long for the OS at load, with file:line:col and the fix", async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { sockDiagOwnerLookup } from "@rdsd/proxy";
-import { localUserCheck } from "./doctor.js";
+import { localUserCheck, socketPeerCheck } from "./doctor.js";
 
 describe("doctor's local-user check", () => {
   it("says the kernel's exact lookup is in use when the sock_diag addon works", () => {
@@ -24,5 +24,20 @@ describe("doctor's local-user check", () => {
   it.runIf(process.platform === "linux")("reports this machine's real state", () => {
     const exact = sockDiagOwnerLookup();
     expect(localUserCheck([{}], "linux", sockDiagOwnerLookup).status).toBe(exact.ok ? "ok" : "warn");
+  });
+});
+
+describe("doctor: the Unix-socket peer check", () => {
+  const socket = { path: "/run/rdsd/sockets/a/.s.PGSQL.6432" };
+  it("is left out without a guarded socket target", () => {
+    expect(socketPeerCheck([{}], "linux", () => ({ ok: true }))).toBeUndefined();
+    expect(socketPeerCheck([{ socket, allowOtherUsers: true }], "linux", () => ({ ok: true }))).toBeUndefined();
+  });
+
+  it("is ok with the peer credentials readable, and says the permissions alone guard the socket otherwise (warn on Linux with the fix)", () => {
+    expect(socketPeerCheck([{ socket }], "linux", () => ({ ok: true }))).toMatchObject({ status: "ok", detail: expect.stringContaining("SO_PEERCRED") });
+    const missing = socketPeerCheck([{ socket }], "linux", () => ({ ok: false, reason: "the native addon is not built" }))!;
+    expect(missing).toMatchObject({ status: "warn", detail: expect.stringContaining("permissions only"), fix: expect.stringContaining("build:addon") });
+    expect(socketPeerCheck([{ socket }], "darwin", () => ({ ok: false, reason: "Linux only" }))).toMatchObject({ status: "skip" });
   });
 });
