@@ -114,6 +114,8 @@ describe("faults through a real daemon (native tunnel, emulator)", () => {
     world.emulator.closeSession(before, "idle-timeout");
     const failed = await query;
     expect(failed).toBeInstanceOf(Error);
+    // The server side was between messages (pg_sleep had sent nothing): rdsd says what dropped, and why.
+    expect(failed).toMatchObject({ code: "08006", severity: "FATAL", message: expect.stringMatching(/^the SSM tunnel to orders dropped: /) });
     clientErrors.push(String(failed));
     const ms = await timeUntilStatus("a new session", (t) => t.state === "ready" && t.sessionIds.length === 1 && t.sessionIds[0] !== before);
     expect(ms).toBeLessThan(10_000);
