@@ -41,9 +41,17 @@ describe("SSO expiry in one account", () => {
       // Hours later: account A's SSO session has ended (what `aws sso login` left behind has expired).
       await world.writeSsoCache("corp-a", "token-a-1", new Date(Date.now() - 60_000));
       world.validSsoTokens.delete("token-a-1");
-      expect((await rdsd(["restart", "orders"], world.env)).code).toBe(0);
+      // A new session needs credentials; the role credentials SSO gave last last a second more at most, so the
+      // restart is repeated until the SDK has to go back to the (now expired) SSO session.
       await expect
-        .poll(async () => (await daemonStatus(world.env)).targets.find((t) => t.name === "orders")!.lastError, { timeout: 30_000 })
+        .poll(
+          async () => {
+            const orders = (await daemonStatus(world.env)).targets.find((t) => t.name === "orders")!;
+            if (orders.lastError === null) expect((await rdsd(["restart", "orders"], world.env)).code).toBe(0);
+            return orders.lastError;
+          },
+          { timeout: 30_000 },
+        )
         .toMatchObject({ message: expect.stringContaining("sso-a"), fix: "run `aws sso login --profile sso-a`" });
 
       // A client of A is told why, and what to do.
@@ -108,6 +116,8 @@ describe("role profiles", () => {
       const session = world.emulator.sessions({ active: true }).find((s) => s.properties.host === ACCOUNT_B.host);
       expect(session).toMatchObject({ account: ACCOUNT_B.account, startedBy: ACCOUNT_B.accessKeyId });
 
+      const ordersError = async () => (await daemonStatus(world.env)).targets.find((t) => t.name === "orders")!.lastError;
+      await expect.poll(ordersError, { timeout: 30_000 }).not.toBeNull();
       const orders = (await daemonStatus(world.env)).targets.find((t) => t.name === "orders")!;
       expect(orders.state).not.toBe("ready");
       expect(orders.lastError?.message).toContain("profile mfa-a assumes a role that needs an MFA code");
