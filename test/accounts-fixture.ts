@@ -324,8 +324,12 @@ export async function startDaemon(configPath: string, env: NodeJS.ProcessEnv): P
   let output = "";
   const exited = once(child, "exit");
   await new Promise<void>((resolve, reject) => {
-    child.stderr!.on("data", (c: Buffer) => ((output += c.toString()), output.includes("rdsd is running") && resolve()));
-    child.once("exit", (code) => reject(new Error(`daemon exited with ${code}: ${output}`)));
+    const timer = setTimeout(() => reject(new Error(`daemon not running after 60 s: ${output}`)), 60_000);
+    child.stderr!.on("data", (c: Buffer) => ((output += c.toString()), output.includes("rdsd is running") && (clearTimeout(timer), resolve())));
+    child.once("exit", (code) => (clearTimeout(timer), reject(new Error(`daemon exited with ${code}: ${output}`))));
+  }).catch((err: unknown) => {
+    child.kill("SIGKILL");
+    throw err;
   });
   return {
     process: child,
@@ -333,7 +337,10 @@ export async function startDaemon(configPath: string, env: NodeJS.ProcessEnv): P
     stop: async () => {
       if (child.exitCode !== null) return child.exitCode;
       child.kill("SIGTERM");
-      const [code] = (await exited) as [number | null];
+      const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+      const [code, signal] = (await exited) as [number | null, NodeJS.Signals | null];
+      clearTimeout(timer);
+      if (signal === "SIGKILL") throw new Error(`daemon did not stop within 30 s of SIGTERM: ${output.slice(-3000)}`);
       return code;
     },
   };
