@@ -16,16 +16,23 @@ const SETTLE_MS = 10_000;
 
 /**
  * What an idle daemon costs the machine: `targets` eager native SSM targets against the emulator, no client,
- * CPU seconds and wake-ups (context switches of all its threads) per minute.
+ * CPU seconds and wake-ups (context switches of all its threads) per minute. Measured twice: with warm spares
+ * off, the tunnels' own cost (what the goal is about), and with the default spare per target, which is replaced
+ * through the tunnel every 45 s (a TLS handshake each) and so costs CPU on purpose.
  */
 export async function measureIdleTunnels(ctx: BenchContext, targets: number): Promise<ResultRow[]> {
+  return [...(await measureIdle(ctx, targets, { spares: false })), ...(await measureIdle(ctx, targets, { spares: true }))];
+}
+
+async function measureIdle(ctx: BenchContext, targets: number, options: { spares: boolean }): Promise<ResultRow[]> {
   const emulator = startProcess(process.execPath, [EMULATOR_BIN, "--map", `${RDS_HOST}=127.0.0.1:${ctx.db.server.port}`]);
   let daemon: RdsdDaemon | undefined;
   try {
     const info = await emulatorInfo(emulator);
     const ports: number[] = [];
     for (let i = 0; i < targets; i++) ports.push(await freePort());
-    daemon = await startDaemonProcess(join(ctx.workDir, "rdsd-idle"), idleConfig(ctx, info, ports), ports, { BENCH_DB_PASSWORD: ctx.db.password, ...awsEnv(ctx, info) });
+    const dir = join(ctx.workDir, options.spares ? "rdsd-idle-spares" : "rdsd-idle");
+    daemon = await startDaemonProcess(dir, idleConfig(ctx, info, ports, options.spares), ports, { BENCH_DB_PASSWORD: ctx.db.password, ...awsEnv(ctx, info) });
     await waitUntilReady(daemon, targets);
     await sleep(SETTLE_MS);
     const before = await daemon.sample();
@@ -35,20 +42,26 @@ export async function measureIdleTunnels(ctx: BenchContext, targets: number): Pr
     const minutes = Number(process.hrtime.bigint() - started) / 60e9;
     const cpu = (after.cpuSeconds - before.cpuSeconds) / minutes;
     const wakeups = (after.contextSwitches - before.contextSwitches) / minutes;
-    ctx.log(`  idle, ${targets} eager native targets: ${cpu.toFixed(3)} s CPU/min, ${wakeups.toFixed(0)} wake-ups/min`);
-    const label = `${targets} eager native targets, no client`;
+    const label = `${targets} eager native targets, no client, ${options.spares ? "a warm spare each (default)" : "warm spares off"}`;
+    ctx.log(`  idle, ${label}: ${cpu.toFixed(3)} s CPU/min, ${wakeups.toFixed(0)} wake-ups/min`);
     const note = `daemon only (the emulator is another process), over ${ctx.plan.idleSeconds} s after the sessions opened`;
-    return [
-      { section: "footprint", measure: `daemon CPU idle, ${label}`, unit: "s/min", values: { rdsd: cpu }, better: "lower", goal: `< ${CPU_GOAL_SECONDS_PER_MIN} s/min`, met: cpu < CPU_GOAL_SECONDS_PER_MIN, note },
-      { section: "footprint", measure: `daemon wake-ups idle, ${label}`, unit: "/min", values: { rdsd: wakeups }, better: "lower", goal: `< ${WAKEUPS_GOAL_PER_MIN}/min`, met: wakeups < WAKEUPS_GOAL_PER_MIN, note: `voluntary + involuntary context switches of all its threads; ${note}` },
+    const rows: ResultRow[] = [
+      { section: "footprint", measure: `daemon CPU idle, ${label}`, unit: "s/min", values: { rdsd: cpu }, better: "lower", note },
+      { section: "footprint", measure: `daemon wake-ups idle, ${label}`, unit: "/min", values: { rdsd: wakeups }, better: "lower", note: `voluntary + involuntary context switches of all its threads; ${note}` },
     ];
+    // The goals are about the tunnels' idle cost; spares spend CPU by design (a TLS handshake per target every 45 s).
+    if (!options.spares) {
+      Object.assign(rows[0]!, { goal: `< ${CPU_GOAL_SECONDS_PER_MIN} s/min`, met: cpu < CPU_GOAL_SECONDS_PER_MIN });
+      Object.assign(rows[1]!, { goal: `< ${WAKEUPS_GOAL_PER_MIN}/min`, met: wakeups < WAKEUPS_GOAL_PER_MIN });
+    }
+    return rows;
   } finally {
     await daemon?.stop();
     await emulator.stop();
   }
 }
 
-function idleConfig(ctx: BenchContext, info: EmulatorInfo, ports: number[]): string {
+function idleConfig(ctx: BenchContext, info: EmulatorInfo, ports: number[], spares: boolean): string {
   const lines = [
     `aws: { region: ${info.region} }`,
     "defaults:",
@@ -57,6 +70,7 @@ function idleConfig(ctx: BenchContext, info: EmulatorInfo, ports: number[]): str
     `  tls: { ca: ${ctx.caPath} }`,
     `  bastion: { instanceId: ${BASTION} }`,
     "  tunnel: { driver: native, mode: eager }",
+    ...(spares ? [] : ["  pool: { spares: 0 }"]),
     "targets:",
   ];
   ports.forEach((port, i) => lines.push(`  idle${i}:`, `    host: ${RDS_HOST}`, `    listen: "127.0.0.1:${port}"`, `    database: ${BENCH_DATABASE}`));
