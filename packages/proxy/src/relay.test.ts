@@ -162,6 +162,66 @@ function watchOf(): SessionWatch {
 const ready = () => frame("Z", Buffer.from("I"));
 const row = () => frame("D", Buffer.alloc(40, 0x61));
 
+describe("relay with a session watch: when bytes leave", () => {
+  /** Feeds `chunks` to the upstream side in one turn; says which batches reached the client before the turn's check phase. */
+  async function batchesWithinTurn(chunks: Buffer[]): Promise<{ early: number[][]; all: number[][] }> {
+    const upstream = paused();
+    const client = new RecordingDestination(true);
+    const done = relay(client, upstream, watchOf());
+    let turnEnded = false;
+    let early: number[][] = [];
+    // Scheduled before the chunks arrive, so it runs before any setImmediate the relay makes for them.
+    setImmediate(() => {
+      turnEnded = true;
+      early = client.batches.map((b) => [...b]);
+    });
+    for (const chunk of chunks) upstream.write(chunk);
+    await nextTurn();
+    await nextTurn();
+    expect(turnEnded).toBe(true);
+    upstream.destroy();
+    client.destroy();
+    await done;
+    return { early, all: client.batches };
+  }
+
+  it("a response that ends with ReadyForQuery reaches the client at once, not at the turn's end", async () => {
+    const response = Buffer.concat([row(), frame("C", Buffer.from("SELECT 1\0")), ready()]);
+    const { early } = await batchesWithinTurn([response]);
+    expect(early.flat()).toEqual([response.length]);
+  });
+
+  it("records of one response arriving in one turn leave together once the ReadyForQuery is complete", async () => {
+    const response = Buffer.concat([row(), row(), row(), frame("C", Buffer.from("SELECT 3\0")), ready()]);
+    // Split inside the ReadyForQuery's header: the end is known only with the last chunk.
+    const cuts = [30, 60, response.length - 3];
+    const chunks = [response.subarray(0, cuts[0]), response.subarray(cuts[0], cuts[1]), response.subarray(cuts[1], cuts[2]), response.subarray(cuts[2])];
+    const { early } = await batchesWithinTurn(chunks);
+    expect(early).toEqual([chunks.map((c) => c.length)]);
+  });
+
+  it("a client's request reaches the server at once", async () => {
+    const client = paused();
+    const upstream = new RecordingDestination(true);
+    const done = relay(client, upstream, watchOf());
+    let early: number[][] | undefined;
+    setImmediate(() => (early = upstream.batches.map((b) => [...b])));
+    const query = frame("Q", Buffer.from("select 1\0"));
+    client.write(query);
+    await nextTurn();
+    expect(early).toEqual([[query.length]]);
+    client.destroy();
+    upstream.destroy();
+    await done;
+  });
+
+  it("a part of a response (no ReadyForQuery yet) waits for the turn's end", async () => {
+    const { early, all } = await batchesWithinTurn([row(), row()]);
+    expect(early).toEqual([]);
+    expect(all).toEqual([[row().length, row().length]]);
+  });
+});
+
 describe("relay with a session watch", () => {
   it("the server side ending at a message boundary: the client gets the drop notice after what was sent, then the close", async () => {
     const client = await socketPair();

@@ -83,12 +83,17 @@ export function relay(client: Socket | Duplex, upstream: Socket | Duplex, watch?
 
     let inspectClient: ((chunk: Buffer) => boolean) | undefined;
     let inspectUpstream: ((chunk: Buffer) => boolean) | undefined;
+    // Without a watch the relay cannot tell where a response ends: every chunk waits for the turn's end.
+    let requestComplete = batchUntilTurnEnds;
+    let responseComplete = batchUntilTurnEnds;
     if (watch) {
       const { frontend, backend } = watch;
       inspectUpstream = (chunk) => {
         backend.feed(chunk);
         return true;
       };
+      responseComplete = () => backend.atBoundary && backend.lastType === READY_FOR_QUERY;
+      requestComplete = sendAtOnce;
       inspectClient = (chunk) => {
         frontend.feed(chunk);
         if (frontend.terminateAt === undefined || !endedCleanly(frontend, backend) || !watch.keepOnCleanEnd()) return true;
@@ -107,11 +112,16 @@ export function relay(client: Socket | Duplex, upstream: Socket | Duplex, watch?
         return false;
       };
     }
-    const stopClientToUpstream = forward(client, upstream, inspectClient, () => upstream.end());
-    const stopUpstreamToClient = forward(upstream, client, inspectUpstream, () => endClient(undefined), toClient);
+    // Under a watch a client's read (a request, or a slice of a COPY) leaves at once; the server's reads come one
+    // TLS record per callback and are batched until the response is complete (a ReadyForQuery at a boundary).
+    const stopClientToUpstream = forward(client, upstream, inspectClient, requestComplete, () => upstream.end());
+    const stopUpstreamToClient = forward(upstream, client, inspectUpstream, responseComplete, () => endClient(undefined), toClient);
   });
 }
 
+const sendAtOnce = () => true;
+const batchUntilTurnEnds = () => false;
+const READY_FOR_QUERY = "Z".charCodeAt(0);
 const ERROR_RESPONSE = "E".charCodeAt(0);
 
 /**
@@ -122,31 +132,51 @@ const ERROR_RESPONSE = "E".charCodeAt(0);
 export const RELAY_BATCH_LIMIT_BYTES = 64 * 1024;
 
 /**
- * Moves bytes one way with backpressure, like pipe() but batching writes: the destination is corked at the
- * first chunk of an event-loop turn and uncorked in the turn's check phase (setImmediate), so chunks that
- * arrive in one turn leave in one writev. Not process.nextTick: Node drains the tick queue after every
- * chunk it hands to JS (a TLS socket emits each record of a network read in its own callback), so a
- * next-tick uncork flushes every record alone: 8 KB writes for a COPY TO. `inspect` sees each chunk first
- * and may keep it (false); `rewrite` then gives the bytes to send for it (none while it holds them). Returns
- * the function that detaches it from both streams.
+ * Moves bytes one way with backpressure, like pipe() but batching writes. A chunk after which `sendNow` says
+ * nothing more is due (the end of a response) is written at once, with whatever was batched before it: a
+ * request/response exchange costs no extra loop turn. Any other chunk corks the destination until the turn's
+ * check phase (setImmediate), so the records of a burst leave in one writev. Not process.nextTick: Node
+ * drains the tick queue after every chunk it hands to JS (a TLS socket emits each record of a network read in
+ * its own callback), so a next-tick uncork flushes every record alone: 8 KB writes for a COPY TO. `inspect`
+ * sees each chunk first and may keep it (false); `rewrite` then gives the bytes to send for it (none while it
+ * holds them). Returns the function that detaches it from both streams.
  */
-function forward(from: Duplex, to: Duplex, inspect: ((chunk: Buffer) => boolean) | undefined, onEnd: () => void, rewrite?: ChunkRewriter): () => void {
+function forward(
+  from: Duplex,
+  to: Duplex,
+  inspect: ((chunk: Buffer) => boolean) | undefined,
+  sendNow: () => boolean,
+  onEnd: () => void,
+  rewrite?: ChunkRewriter,
+): () => void {
   let corked = false;
-  const flush = () => {
+  let flushScheduled = false;
+  const uncork = () => {
+    if (!corked) return;
     corked = false;
     to.uncork();
+  };
+  const flushAtTurnEnd = () => {
+    flushScheduled = false;
+    uncork();
   };
   const onData = (data: Buffer) => {
     if (inspect !== undefined && !inspect(data)) return;
     const chunk = rewrite === undefined ? data : rewrite(data);
     if (chunk.length === 0) return;
-    if (!corked) {
+    const now = sendNow();
+    if (!now && !corked) {
       corked = true;
       to.cork();
-      setImmediate(flush);
+      if (!flushScheduled) {
+        flushScheduled = true;
+        setImmediate(flushAtTurnEnd);
+      }
     }
+    const accepted = to.write(chunk);
+    if (now) uncork();
     // Pause only when write() said so (then 'drain' is due) and the destination holds more than a burst.
-    if (!to.write(chunk) && to.writableLength > RELAY_BATCH_LIMIT_BYTES) from.pause();
+    if (!accepted && to.writableLength > RELAY_BATCH_LIMIT_BYTES) from.pause();
   };
   const onDrain = () => from.resume();
   from.on("data", onData);
