@@ -12,7 +12,24 @@ export interface ClientCancelKey {
  * 3.2). The pid stays the real one: clients also cancel with `pg_cancel_backend(pid)` from another session.
  */
 export function newClientKey(backend: { processId: number; secretKey: Buffer }): ClientCancelKey {
-  return { processId: backend.processId, secretKey: randomBytes(Math.max(backend.secretKey.length, MIN_CANCEL_KEY_LENGTH)) };
+  return { processId: backend.processId, secretKey: secretBytes(Math.max(backend.secretKey.length, MIN_CANCEL_KEY_LENGTH)) };
+}
+
+/** Random bytes drawn a page at a time: one call into the CSPRNG serves many connections, not one each. */
+const SECRET_POOL_BYTES = 4096;
+let secretPool = Buffer.alloc(0);
+let secretPoolUsed = 0;
+
+function secretBytes(length: number): Buffer {
+  if (length > SECRET_POOL_BYTES) return randomBytes(length);
+  if (secretPoolUsed + length > secretPool.length) {
+    secretPool = randomBytes(SECRET_POOL_BYTES);
+    secretPoolUsed = 0;
+  }
+  // A copy: a slice would keep the whole page alive for as long as the session keeps its key.
+  const secret = Buffer.from(secretPool.subarray(secretPoolUsed, secretPoolUsed + length));
+  secretPoolUsed += length;
+  return secret;
 }
 
 /** The server's greeting with the client's key in place of the backend's in its BackendKeyData; otherwise unchanged. */
