@@ -30,7 +30,8 @@ import { relay, type SessionWatch } from "./relay.js";
 import { resetSession } from "./session-reset.js";
 import { peerCredentialsAvailable, socketOwner, unixPeerCredentials, type SocketOwner } from "./socket-owner.js";
 import { listenUnix, removeSocketDirectory, type UnixSocketOptions } from "./unix-listener.js";
-import { loginUpstream, secureUpstream, type UpstreamTarget } from "./upstream-login.js";
+import { EarlyPasswordUnwanted, loginUpstream, secureUpstream, type UpstreamTarget } from "./upstream-login.js";
+import { CleartextMemory } from "./cleartext-memory.js";
 
 export interface ListenAddress {
   host: string;
@@ -135,6 +136,8 @@ export class TargetProxy extends EventEmitter {
   private readonly logger: ProxyLogger;
   private dialer: Dialer;
   private upstream: UpstreamTarget;
+  /** Which identities' logins the server asks for a cleartext password (sent early); per route, so new on reroute. */
+  private cleartextMemory = new CleartextMemory();
   private closedBytesIn = 0;
   private closedBytesOut = 0;
   private accepted = 0;
@@ -223,6 +226,7 @@ export class TargetProxy extends EventEmitter {
   reroute(dialer: Dialer, upstream: UpstreamTarget): void {
     this.dialer = dialer;
     this.upstream = upstream;
+    this.cleartextMemory = new CleartextMemory();
     this.closeIdle();
   }
 
@@ -374,7 +378,7 @@ export class TargetProxy extends EventEmitter {
     const parked = poolKey !== undefined ? await this.takeParked(poolKey) : undefined;
     let connection: ParkedConnection;
     /** A fresh login's greeting and the server's bytes after it. */
-    let fresh: { greeting: Buffer; pending: Buffer; onSpare: boolean } | undefined;
+    let fresh: { greeting: Buffer; pending: Buffer; onSpare: boolean; earlyPassword: boolean } | undefined;
     try {
       if (parked) {
         connection = parked;
@@ -397,7 +401,7 @@ export class TargetProxy extends EventEmitter {
           streamError: session.streamError,
           markIdle: session.markIdle,
         };
-        fresh = { greeting: session.greeting, pending: session.pending, onSpare: session.onSpare };
+        fresh = { greeting: session.greeting, pending: session.pending, onSpare: session.onSpare, earlyPassword: session.sentEarly };
       }
     } catch (err) {
       if (client.destroyed) {
@@ -422,7 +426,7 @@ export class TargetProxy extends EventEmitter {
   private async runSession(
     client: Duplex,
     connection: ParkedConnection,
-    fresh: { greeting: Buffer; pending: Buffer; onSpare: boolean } | undefined,
+    fresh: { greeting: Buffer; pending: Buffer; onSpare: boolean; earlyPassword: boolean } | undefined,
     how: { id: number; poolKey: string | undefined; tls: boolean; clientPending: Buffer; started: number },
   ): Promise<void> {
     const upstream = connection.socket;
@@ -453,7 +457,7 @@ export class TargetProxy extends EventEmitter {
       keepOnCleanEnd: () => how.poolKey !== undefined && this.pool!.capacity > 0 && !cancelled && !this.stopping,
       dropNotice: (error) => this.dropped(connection, error).toErrorResponse(),
     };
-    this.logger.info("client connected", { target: this.name, connection: how.id, backendPid: realKey.processId, loginMs: Date.now() - how.started, tls: how.tls, reused: fresh === undefined, spare: fresh?.onSpare === true });
+    this.logger.info("client connected", { target: this.name, connection: how.id, backendPid: realKey.processId, loginMs: Date.now() - how.started, tls: how.tls, reused: fresh === undefined, spare: fresh?.onSpare === true, earlyPassword: fresh?.earlyPassword === true });
     let end;
     try {
       end = await relay(client, upstream, watch, toClient);
@@ -592,19 +596,32 @@ export class TargetProxy extends EventEmitter {
     // One snapshot of the route: a reroute during this login does not mix settings.
     const target = this.upstream;
     const dialer = this.dialer;
+    const memory = this.cleartextMemory;
+    const identity = { user: startupParameter(startup, "user") ?? target.user, database: startupParameter(startup, "database") ?? "" };
     // Fetch the secret while dialing (credentials may be slow); it is sent only after TLS is verified.
     const secret = target.auth.secret();
     secret.catch(() => {}); // observed below, or moot if dialing fails first
-    let connected: SpareConnection | undefined;
+    let sendPasswordEarly = memory.sendEarly(target.auth.method, identity);
     try {
-      // A warm spare saves the dial, SSLRequest and TLS round trips; nothing was sent on it yet.
-      const spare = this.spares?.take();
-      connected = spare ?? (await this.connectUpstream(dialer, target, signal));
-      const session = await loginUpstream(connected.socket, target, startup, secret, signal);
-      return { ...session, onSpare: spare !== undefined, carrier: dialer.carrier ?? "the connection", streamError: connected.streamError, markIdle: connected.markIdle };
-    } catch (err) {
-      connected?.stream.destroy();
-      throw err;
+      for (;;) {
+        let connected: SpareConnection | undefined;
+        try {
+          // A warm spare saves the dial, SSLRequest and TLS round trips; nothing was sent on it yet.
+          const spare = this.spares?.take();
+          connected = spare ?? (await this.connectUpstream(dialer, target, signal));
+          const session = await loginUpstream(connected.socket, target, startup, secret, signal, { sendPasswordEarly });
+          memory.learn(identity, session.asked === "cleartext-password");
+          return { ...session, onSpare: spare !== undefined, carrier: dialer.carrier ?? "the connection", streamError: connected.streamError, markIdle: connected.markIdle };
+        } catch (err) {
+          connected?.stream.destroy();
+          if (!(err instanceof EarlyPasswordUnwanted)) throw err;
+          // The server's method changed (or this identity never used a cleartext password): log in again,
+          // waiting to be asked, on a new connection. This server is not sent an early password again.
+          memory.learn(identity, false);
+          sendPasswordEarly = false;
+          this.logger.info("login retried without an early password", { target: this.name, reason: err.message });
+        }
+      }
     } finally {
       client.off("close", onClientClose);
     }

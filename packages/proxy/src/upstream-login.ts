@@ -12,6 +12,7 @@ import {
   readBackendFrame,
   ScramClient,
   SqlState,
+  type AuthenticationRequest,
   type BackendFrame,
   type StartupParameter,
 } from "@rdsd/pg-wire";
@@ -45,6 +46,10 @@ export interface UpstreamSession {
   ready: boolean;
   /** Bytes read past the greeting; belong to the client. */
   pending: Buffer;
+  /** What the server asked for first ("cleartext-password" for RDS IAM; "ok" when it asked for nothing). */
+  asked: AuthenticationRequest["kind"];
+  /** The password went in the same write as the startup message. */
+  sentEarly: boolean;
 }
 
 /** Opens TLS to the server on an already-connected stream, refusing anything short of verify-full. */
@@ -144,9 +149,31 @@ function describeByte(b: number): string {
 }
 
 /**
+ * The server asked for something other than the cleartext password that was sent early with the startup
+ * (SCRAM, MD5, or nothing at all): the connection is spoiled (the server reads the early password as its
+ * answer and fails, or as an invalid message after login) and must be closed; the login is retried on a
+ * new connection without sending anything early. Not a ProxyError: no client is ever told about it.
+ */
+export class EarlyPasswordUnwanted extends Error {
+  constructor(readonly asked: AuthenticationRequest["kind"]) {
+    super(`the server asked for ${describeAuth(asked)}, not for the cleartext password sent with the startup`);
+    this.name = "EarlyPasswordUnwanted";
+  }
+}
+
+export interface LoginOptions {
+  /**
+   * Send the password in the same write as the startup message, before the server asks: saves a round trip
+   * when the server is known to ask for a cleartext password (RDS IAM). Default false: wait to be asked.
+   */
+  sendPasswordEarly?: boolean;
+}
+
+/**
  * Logs in over a verified TLS socket: sends the client's startup parameters (user replaced), answers the
  * server's authentication request with the target's secret, and collects the greeting up to ReadyForQuery.
- * The secret is awaited only when the server asks for it, and only ever written to this verified socket.
+ * The secret is awaited only when the server asks for it (or, with sendPasswordEarly, right before the
+ * startup), and only ever written to this socket, after its certificate was verified against the RDS host.
  */
 export async function loginUpstream(
   socket: tls.TLSSocket,
@@ -154,10 +181,11 @@ export async function loginUpstream(
   startup: { majorVersion: number; minorVersion: number; parameters: StartupParameter[] },
   secret: Promise<UpstreamSecret>,
   signal: AbortSignal,
+  options: LoginOptions = {},
 ): Promise<UpstreamSession> {
   if (!socket.authorized) throw new Error("refusing to log in over an unverified TLS connection");
   const reader = new PacketReader(socket);
-  socket.write(buildStartupMessage(startup.majorVersion, startup.minorVersion, startup.parameters));
+  const startupMessage = buildStartupMessage(startup.majorVersion, startup.minorVersion, startup.parameters);
 
   const greeting: Buffer[] = [];
   let negotiation: Buffer | undefined;
@@ -168,6 +196,17 @@ export async function loginUpstream(
     provenance = s.provenance;
     return s.value;
   };
+  /** What the server asked for first ("ok" when it asked for nothing). */
+  let asked: AuthenticationRequest["kind"] | undefined;
+  const sentEarly = options.sendPasswordEarly === true;
+  if (sentEarly) {
+    // One write, one TLS record: the server reads the password as soon as it asks for it. The certificate
+    // of this socket was verified above (verify-full), before anything was written to it.
+    const password = await readSecret();
+    socket.write(Buffer.concat([startupMessage, serialize.password(password)]));
+  } else {
+    socket.write(startupMessage);
+  }
 
   // Authentication phase: until AuthenticationOk.
   for (;;) {
@@ -181,6 +220,16 @@ export async function loginUpstream(
     if (frame.type !== "R") throw unexpected(frame);
     const request = decodeAuthenticationRequest(frame.body);
     if (typeof request === "string") throw new ProxyError(`malformed authentication request from the server: ${request}`, "check that the target is PostgreSQL", SqlState.protocolViolation);
+
+    const first = asked === undefined;
+    asked ??= request.kind;
+    if (sentEarly && first) {
+      // PostgreSQL reads a password only after asking for one, so whatever the early password causes comes
+      // after this first request: an ErrorResponse before it (pg_hba reject, too many clients) is the server's
+      // own refusal. Asked for anything but a cleartext password, the early one spoiled this connection.
+      if (request.kind !== "cleartext-password") throw new EarlyPasswordUnwanted(request.kind);
+      continue; // already answered
+    }
 
     if (request.kind === "ok") {
       greeting.push(frame.raw);
@@ -239,7 +288,7 @@ export async function loginUpstream(
     }
     // A FATAL after AuthenticationOk (database does not exist, too many connections) goes to the client as the server sent it.
     if (frame.type === "Z" || frame.type === "E") {
-      return { socket, greeting: Buffer.concat(greeting), backendKey, parameters, negotiation, ready: frame.type === "Z", pending: reader.release() };
+      return { socket, greeting: Buffer.concat(greeting), backendKey, parameters, negotiation, ready: frame.type === "Z", pending: reader.release(), asked: asked!, sentEarly };
     }
   }
 }
@@ -290,5 +339,5 @@ function unexpected(frame: BackendFrame): ProxyError {
 }
 
 function describeAuth(kind: string): string {
-  return kind === "md5-password" ? "an MD5 password" : kind === "sasl" ? "SCRAM-SHA-256" : kind;
+  return kind === "md5-password" ? "an MD5 password" : kind === "sasl" ? "SCRAM-SHA-256" : kind === "ok" ? "no password at all" : kind;
 }
