@@ -38,12 +38,14 @@ export interface RunningProxy {
 /**
  * Roles: iam_user (pg_hba `password`, like RDS IAM: the server asks for cleartext), scram_user, md5_user,
  * clear_user; database orders owned by iam_user. Plain TCP is refused by pg_hba: TLS only, as on RDS.
+ * `hba`: a test's own pg_hba lines, placed first (its roles are the test's to create).
  */
-export async function startProxyWorld(): Promise<ProxyWorld> {
+export async function startProxyWorld(options: { hba?: string[] } = {}): Promise<ProxyWorld> {
   const rds = await makeRdsLikeTls(RDS_HOST);
   const pg = await startPostgres({
     tls: { certPem: rds.certPem, keyPem: rds.keyPem },
     hba: [
+      ...(options.hba ?? []),
       "hostssl all iam_user 127.0.0.1/32 password",
       "hostssl all iam_other 127.0.0.1/32 password",
       "hostssl all scram_user 127.0.0.1/32 scram-sha-256",
