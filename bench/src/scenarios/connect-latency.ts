@@ -18,10 +18,11 @@ const COLD_GOAL = 3.5;
 /**
  * Connect + `select 1` through a network with a 50 ms round trip, in round trips (wall / 50 ms): what a GUI or
  * script pays per connection through an SSM tunnel. Paths: a direct TLS client (SSLRequest, TLS, startup,
- * password, query); rdsd without reuse (`pool: false`: the same four upstream round trips plus the query); rdsd
- * cold (no parked connection for these startup parameters, a warm spare with TLS done: startup, password,
- * query); rdsd repeat (the previous client with the same parameters ended cleanly: its connection is parked and
- * the login is answered locally, only the query travels).
+ * password, query); rdsd without reuse (`pool: false`: SSLRequest, TLS, then startup with the password in the
+ * same write, as the server asked for a cleartext one at an earlier login, plus the query); rdsd cold (no parked
+ * connection for these startup parameters, a warm spare with TLS done: startup with the password, query); rdsd
+ * repeat (the previous client with the same parameters ended cleanly: its connection is parked and the login is
+ * answered locally, only the query travels).
  */
 export async function measureConnectLatency(ctx: BenchContext): Promise<ResultRow[]> {
   const relay = await startDelayRelay({ host: "127.0.0.1", port: ctx.db.server.port }, DELAY_MS);
@@ -70,7 +71,7 @@ export async function measureConnectLatency(ctx: BenchContext): Promise<ResultRo
         better: "lower",
         goal: `<= ${COLD_GOAL}`,
         met: coldRt <= COLD_GOAL,
-        note: `startup, password and query cross the delay; the spare already did SSLRequest and TLS; median of ${SAMPLES}`,
+        note: `startup (the password in the same write) and query cross the delay; the spare already did SSLRequest and TLS; median of ${SAMPLES}`,
       },
       {
         section: "connect",
@@ -78,7 +79,7 @@ export async function measureConnectLatency(ctx: BenchContext): Promise<ResultRo
         unit: "round trips",
         values: { direct: rt(direct), rdsd: rt(plain) },
         better: "lower",
-        note: "SSLRequest, TLS, startup, password and the query all cross the delay, as before connection reuse",
+        note: "SSLRequest, TLS, startup (the password in the same write) and the query all cross the delay",
       },
     ];
   } finally {
