@@ -1,6 +1,8 @@
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { createCertificateAuthority } from "@rdsd/certs";
 import { DirectDialer, passwordAuth, type UpstreamAuth } from "@rdsd/proxy";
+import { recordingTlsServer } from "@rdsd/testkit";
 import { RDS_HOST, RecordingLogger, startProxyWorld, type ProxyWorld, type RunningProxy } from "./fixture.js";
 import { loginTrace, recordingTlsRelay, type RecordingRelay, type RelayedConnection } from "./tls-relay.js";
 
@@ -52,14 +54,14 @@ afterEach(async () => {
 });
 
 /** A proxy whose upstream connections go through the recording relay; no reuse, so every client logs in. */
-async function start(user: string, auth: UpstreamAuth, options: { spares?: number } = {}) {
+async function start(user: string, auth: UpstreamAuth, options: { spares?: number; serverPort?: number } = {}) {
   const logger = new RecordingLogger();
   const proxy = await world.startProxy({
     user,
     auth,
     defaultDatabase: "postgres",
     logger,
-    dialer: new DirectDialer("127.0.0.1", relay.port),
+    dialer: new DirectDialer("127.0.0.1", options.serverPort ?? relay.port),
     ...(options.spares ? { pool: { idle: 0, idleTimeoutMs: 60_000, spares: options.spares, sparesAlways: true } } : {}),
   });
   running.push(proxy);
@@ -77,7 +79,12 @@ async function session(port: number, expectedUser: string): Promise<RelayedConne
   await client.connect();
   expect((await client.query("SELECT current_user AS u")).rows[0].u).toBe(expectedUser);
   await client.end();
-  return relay.connections.slice(before);
+  return loginsSince(before);
+}
+
+/** The relay connections from number `before` on that carried a login (not spares that were never used). */
+function loginsSince(before: number): RelayedConnection[] {
+  return relay.connections.slice(before).filter((c) => c.messages.length > 0);
 }
 
 /** The proxy's startup and password arrived in one decrypted read: one TLS record, one write. */
@@ -110,7 +117,7 @@ describe("password auth: the cleartext password goes with the startup once the s
     const before = relay.connections.length;
     await client.connect();
     await client.end();
-    expect(loginTrace(relay.connections[before]!)).toEqual(ASKED_THEN_SENT);
+    expect(loginsSince(before).map(loginTrace)).toEqual([ASKED_THEN_SENT]);
   });
 
   it.each([
@@ -149,8 +156,7 @@ describe("a server that no longer wants a cleartext password: the client still g
     expect(loginTrace(spoiled!).slice(0, 3)).toEqual([">startup", ">p", `<${asked}`]);
     // The server really did choke on it (its FATAL, after its greeting for trust).
     expect(spoiled!.messages.filter((m) => m.from === "server").at(-1)?.label).toBe(serverError);
-    expect(loginTrace(retried!)[0]).toBe(">startup");
-    expect(loginTrace(retried!)[1]).toBe(`<${asked}`);
+    expect(loginTrace(retried!).slice(0, 2)).toEqual([">startup", `<${asked}`]);
     expect(retried!.fromProxy().includes(secret)).toBe(false);
     expect((await logger.waitFor("login retried without an early password", {}, 10_000, mark)).fields.reason).toMatch(/not for the cleartext password/);
 
@@ -198,6 +204,31 @@ describe("IAM: the token goes with the startup from the first login on", () => {
     }
   });
 
+  it("the early token is written only on a connection whose certificate was verified: an impostor gets nothing", async () => {
+    const otherCa = await createCertificateAuthority({ commonName: "Impostor CA" });
+    const impostor = await recordingTlsServer(await otherCa.issueServerCertificate({ dnsNames: [RDS_HOST] }));
+    try {
+      for (const spares of [0, 1]) {
+        const { port, logger, stop } = await start("iam_user", world.iam("iam_user"), { spares, serverPort: impostor.port });
+        if (spares) await logger.waitFor("spare connection failed");
+        const client = new pg.Client({ host: "127.0.0.1", port, user: "someone", ssl: false });
+        client.on("error", () => {});
+        const err = (await client.connect().then(
+          () => new Error("expected a refusal"),
+          (e: unknown) => e,
+        )) as Error;
+        expect(err.message).toContain(`TLS: certificate of ${RDS_HOST} is not signed by a trusted CA`);
+        await stop();
+        running.pop();
+      }
+      expect(impostor.connectionCount()).toBeGreaterThanOrEqual(2);
+      expect(impostor.handshakeCompleted()).toBe(false);
+      expect(impostor.received().length).toBe(0);
+    } finally {
+      await impostor.close();
+    }
+  });
+
   it("a user without rds_iam (SCRAM) gets the rds_iam fix, and later logins do not send the token early", async () => {
     const token = (await world.tokens.getToken({ host: RDS_HOST, port: 5432, user: "scram_user", region: "eu-west-2" })).token;
     const { port } = await start("scram_user", world.iam("scram_user"));
@@ -211,7 +242,7 @@ describe("IAM: the token goes with the startup from the first login on", () => {
       )) as pg.DatabaseError;
       expect(err.message).toContain('database user "scram_user" does not use IAM authentication');
       expect(err.hint).toContain('GRANT rds_iam TO "scram_user"');
-      const connections = relay.connections.slice(before);
+      const connections = loginsSince(before);
       await Promise.all(connections.map((c) => c.closed));
       if (i === 0) {
         // The first login sent the token early to the verified server, which asked for SCRAM; the retry did not.
