@@ -37,6 +37,8 @@ export async function measureConnectLatency(ctx: BenchContext): Promise<ResultRo
     const plain: number[] = [];
     const cold: number[] = [];
     const repeat: number[] = [];
+    // Spares follow use: a target keeps one only from its first client on (and pool.idleTimeout after the last).
+    await connectAndSelect({ host: "127.0.0.1", port: pooledPort, application: "bench-first-client" });
     for (let i = 0; i < SAMPLES; i++) {
       await ctx.quiet();
       direct.push(await connectAndSelect({ host: "localhost", port: relay.port, password: ctx.db.password, ssl: { ca, servername: RDS_HOST } }));

@@ -17,8 +17,9 @@ const SETTLE_MS = 10_000;
 /**
  * What an idle daemon costs the machine: `targets` eager native SSM targets against the emulator, no client,
  * CPU seconds and wake-ups (context switches of all its threads) per minute. Measured twice: with warm spares
- * off, the tunnels' own cost (what the goal is about), and with the default spare per target, which is replaced
- * through the tunnel every 45 s (a TLS handshake each) and so costs CPU on purpose.
+ * off (`pool: { spares: 0 }`), the tunnels' own cost, and with the default config (a spare per target). Spares
+ * follow use: a target keeps none until its first client, so a daemon that has had no client should cost the
+ * same in both rows; the goals apply to both. A gap between them means an idle target dials its database.
  */
 export async function measureIdleTunnels(ctx: BenchContext, targets: number): Promise<ResultRow[]> {
   return [...(await measureIdle(ctx, targets, { spares: false })), ...(await measureIdle(ctx, targets, { spares: true }))];
@@ -42,18 +43,16 @@ async function measureIdle(ctx: BenchContext, targets: number, options: { spares
     const minutes = Number(process.hrtime.bigint() - started) / 60e9;
     const cpu = (after.cpuSeconds - before.cpuSeconds) / minutes;
     const wakeups = (after.contextSwitches - before.contextSwitches) / minutes;
-    const label = `${targets} eager native targets, no client, ${options.spares ? "a warm spare each (default)" : "warm spares off"}`;
+    const label = `${targets} eager native targets, no client, ${options.spares ? "default config (spares: 1, none kept before a client)" : "warm spares off"}`;
     ctx.log(`  idle, ${label}: ${cpu.toFixed(3)} s CPU/min, ${wakeups.toFixed(0)} wake-ups/min`);
-    const note = `daemon only (the emulator is another process), over ${ctx.plan.idleSeconds} s after the sessions opened`;
+    const note = `daemon only (the emulator is another process), over ${ctx.plan.idleSeconds} s after the sessions opened${options.spares ? "; no client ever connected, so no spare is open (spares follow use)" : ""}`;
     const rows: ResultRow[] = [
       { section: "footprint", measure: `daemon CPU idle, ${label}`, unit: "s/min", values: { rdsd: cpu }, better: "lower", note },
       { section: "footprint", measure: `daemon wake-ups idle, ${label}`, unit: "/min", values: { rdsd: wakeups }, better: "lower", note: `voluntary + involuntary context switches of all its threads; ${note}` },
     ];
-    // The goals are about the tunnels' idle cost; spares spend CPU by design (a TLS handshake per target every 45 s).
-    if (!options.spares) {
-      Object.assign(rows[0]!, { goal: `< ${CPU_GOAL_SECONDS_PER_MIN} s/min`, met: cpu < CPU_GOAL_SECONDS_PER_MIN });
-      Object.assign(rows[1]!, { goal: `< ${WAKEUPS_GOAL_PER_MIN}/min`, met: wakeups < WAKEUPS_GOAL_PER_MIN });
-    }
+    // An idle daemon in its default config must meet the idle goals too: with no client it keeps no spare.
+    Object.assign(rows[0]!, { goal: `< ${CPU_GOAL_SECONDS_PER_MIN} s/min`, met: cpu < CPU_GOAL_SECONDS_PER_MIN });
+    Object.assign(rows[1]!, { goal: `< ${WAKEUPS_GOAL_PER_MIN}/min`, met: wakeups < WAKEUPS_GOAL_PER_MIN });
     return rows;
   } finally {
     await daemon?.stop();

@@ -88,9 +88,8 @@ export class Target {
       pool: this.config.pool && {
         idle: this.config.pool.idle,
         idleTimeoutMs: this.config.pool.idleTimeoutMs,
+        // Spares follow use (eager or lazy): none before the first client, none idleTimeout after the last.
         spares: this.config.pool.spares,
-        // An eager target keeps its spares from the start; a lazy one only while clients come (idleTimeout).
-        sparesAlways: this.config.tunnel.mode === "eager",
       },
       ...(this.config.socket ? { socket: this.config.socket } : {}),
       ...(this.config.parameters ? { parameters: this.config.parameters } : {}),
@@ -217,7 +216,10 @@ export class Target {
 
   private followTunnel(): void {
     const status = this.tunnel?.status();
-    if (status) this.setState(status.state);
+    if (!status) return;
+    this.setState(status.state);
+    // A lazy tunnel closed for lack of clients: its spares went with it and must not reopen it.
+    if (status.state === "idle" && this.config.tunnel.mode === "lazy") this.proxy?.releaseSpares();
   }
 
   private listenAddresses(): string[] {

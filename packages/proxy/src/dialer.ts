@@ -20,6 +20,11 @@ export interface Dialer {
    * lazy tunnel closes when no stream carries a client, whatever is parked.
    */
   markIdle?(stream: Duplex, idle: boolean): void;
+  /**
+   * True when each stream costs a session of its own (an SSM agent too old to multiplex): a warm spare would
+   * start and spend one, so none is kept. Undefined or false: streams are cheap.
+   */
+  singleUse?(): boolean;
 }
 
 /** Connects straight to an address: the `direct` tunnel driver (VPN, Direct Connect, tests). */

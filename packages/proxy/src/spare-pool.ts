@@ -22,7 +22,7 @@ export interface SparePoolOptions {
   refreshMs: number;
   /** Opens one spare: dial, SSLRequest, verify-full TLS. Rejects when the way to the database fails. */
   open(): Promise<SpareConnection>;
-  /** Whether spares are wanted now (an eager target always; a lazy one only while clients come). */
+  /** Whether spares are wanted now: while clients use the target (see TargetProxy), never over a single-use tunnel. */
   wanted(): boolean;
   /** After a failed open, the next waits this long, doubling up to maxBackoffMs. */
   backoffMs?: number;
@@ -79,11 +79,19 @@ export class SparePool {
 
   /** Closes every spare (the way to the database changed); new ones are opened on the new way if wanted. */
   reset(): void {
+    this.release();
+    this.fill();
+  }
+
+  /**
+   * Closes every spare and any being opened, and opens none until the next fill(): the target is no longer in
+   * use, and an idle target must not dial its database.
+   */
+  release(): void {
     this.generation++;
     for (const spare of this.ready.splice(0)) this.close(spare);
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
-    this.fill();
   }
 
   /** Closes every spare for good. */

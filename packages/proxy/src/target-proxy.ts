@@ -87,12 +87,13 @@ export interface TargetProxyOptions {
 export interface PoolOptions {
   /** Parked connections at most. */
   idle: number;
-  /** A parked connection unused this long is closed; a lazy target keeps spares this long after its last client. */
+  /** A parked connection unused this long is closed; spares are kept this long after the last client left. */
   idleTimeoutMs: number;
-  /** Connections kept with TLS done and nothing sent, for the next cold login. Default 0. */
+  /**
+   * Connections kept with TLS done and nothing sent, for the next cold login, while the target is in use: from a
+   * client's arrival until idleTimeoutMs after the last client left. None before the first client. Default 0.
+   */
   spares?: number;
-  /** Keep spares from the start, without waiting for a client (eager targets). Default false. */
-  sparesAlways?: boolean;
   /** A spare older than this is replaced. Default 45 s (PostgreSQL's authentication_timeout is 60 s by default). */
   spareRefreshMs?: number;
 }
@@ -149,8 +150,12 @@ export class TargetProxy extends EventEmitter {
   private listening = false;
   private readonly pool: IdlePool | undefined;
   private readonly spares: SparePool | undefined;
-  /** When the latest client asked for a login (performance.now()): a lazy target keeps spares only while clients come. */
-  private lastLoginAt = Number.NEGATIVE_INFINITY;
+  /** Clients past their startup and still connected: while there is one, the target is in use. */
+  private clientsInUse = 0;
+  /** Spares follow use: wanted from a client's arrival until pool.idleTimeoutMs after the last client left. */
+  private inUse = false;
+  /** Ends the use window once no client has been connected for pool.idleTimeoutMs. */
+  private unusedTimer: NodeJS.Timeout | undefined;
   /** Server connections between a client's clean end and their parking (being reset). */
   private readonly resetting = new Set<Duplex>();
   /** Per pool key, the resets in flight and who waits for one to finish (a client right behind the last one's Terminate). */
@@ -171,7 +176,8 @@ export class TargetProxy extends EventEmitter {
             count: pool.spares!,
             refreshMs: pool.spareRefreshMs ?? DEFAULT_SPARE_REFRESH_MS,
             open: () => this.connectUpstream(this.dialer, this.upstream, AbortSignal.timeout(this.options.loginTimeoutMs ?? DEFAULT_LOGIN_TIMEOUT_MS)),
-            wanted: () => this.listening && !this.stopping && (pool.sparesAlways === true || performance.now() - this.lastLoginAt < pool.idleTimeoutMs),
+            // Never over a single-use tunnel (an old SSM agent): each spare would spend a session of its own.
+            wanted: () => this.listening && !this.stopping && this.inUse && this.dialer.singleUse?.() !== true,
             onEvent: (event, detail) => this.logger.debug(`spare connection ${event}`, { target: this.name, ...(detail ? { error: detail } : {}) }),
           })
         : undefined;
@@ -202,8 +208,8 @@ export class TargetProxy extends EventEmitter {
       throw err;
     }
     if (this.servers.length === 0 && !this.unixServer) throw new Error(`target ${this.name}: no listen address could be bound`);
+    // No spare yet: an unused target dials nothing (the first client's arrival starts them).
     this.listening = true;
-    this.spares?.fill();
   }
 
   /** The TCP addresses actually listened on. */
@@ -239,6 +245,40 @@ export class TargetProxy extends EventEmitter {
     else this.spares?.reset();
   }
 
+  /**
+   * The way to the database closed for lack of clients (a lazy tunnel): the spares end with it and are not
+   * reopened (that would reopen the tunnel) until the next client, even inside the pool's idleTimeout.
+   */
+  releaseSpares(): void {
+    if (this.clientsInUse > 0 || !this.spares) return;
+    clearTimeout(this.unusedTimer);
+    this.unusedTimer = undefined;
+    this.inUse = false;
+    this.spares.release();
+  }
+
+  /** A client is served: the target is in use, and keeps its spares until idleTimeout after the last client leaves. */
+  private clientArrived(socket: net.Socket): void {
+    if (!this.spares || socket.destroyed) return;
+    this.clientsInUse++;
+    clearTimeout(this.unusedTimer);
+    this.unusedTimer = undefined;
+    this.inUse = true;
+    socket.once("close", () => this.clientLeft());
+    this.spares.fill();
+  }
+
+  private clientLeft(): void {
+    if (--this.clientsInUse > 0 || this.stopping) return;
+    const idleTimeoutMs = (this.options.pool as PoolOptions).idleTimeoutMs;
+    this.unusedTimer = setTimeout(() => {
+      this.unusedTimer = undefined;
+      this.inUse = false;
+      this.logger.info("no client for the pool's idleTimeout: warm spares closed until the next client", { target: this.name, idleTimeout: describeMs(idleTimeoutMs) });
+      this.spares?.release();
+    }, idleTimeoutMs).unref();
+  }
+
   stats(): TargetProxyStats {
     let bytesIn = this.closedBytesIn;
     let bytesOut = this.closedBytesOut;
@@ -267,6 +307,7 @@ export class TargetProxy extends EventEmitter {
     const serversClosed = this.closeServers();
     this.stopping = true;
     this.closeIdle();
+    clearTimeout(this.unusedTimer);
     if (this.clients.size === 0) return serversClosed;
     const allGone = new Promise<void>((resolve) => {
       const check = () => {
@@ -374,6 +415,7 @@ export class TargetProxy extends EventEmitter {
       return;
     }
     const started = Date.now();
+    this.clientArrived(socket);
     const poolKey = this.pool ? upstreamKey(startup) : undefined;
     const parked = poolKey !== undefined ? await this.takeParked(poolKey) : undefined;
     let connection: ParkedConnection;
@@ -384,7 +426,6 @@ export class TargetProxy extends EventEmitter {
         connection = parked;
         connection.markIdle(false);
       } else {
-        this.lastLoginAt = performance.now();
         const session = await this.login(client, startup);
         if (!session.ready || !session.backendKey) {
           // The server's FATAL after AuthenticationOk (no such database): the client reads it as sent, then the close.

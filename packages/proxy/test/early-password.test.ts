@@ -62,7 +62,7 @@ async function start(user: string, auth: UpstreamAuth, options: { spares?: numbe
     defaultDatabase: "postgres",
     logger,
     dialer: new DirectDialer("127.0.0.1", options.serverPort ?? relay.port),
-    ...(options.spares ? { pool: { idle: 0, idleTimeoutMs: 60_000, spares: options.spares, sparesAlways: true } } : {}),
+    ...(options.spares ? { pool: { idle: 0, idleTimeoutMs: 60_000, spares: options.spares } } : {}),
   });
   running.push(proxy);
   return { ...proxy, logger };
@@ -188,9 +188,15 @@ describe("IAM: the token goes with the startup from the first login on", () => {
     const token = await world.expectedToken("iam_user");
     for (const spares of [0, 1]) {
       const { port, logger, stop } = await start("iam_user", world.iam("iam_user"), { spares });
-      if (spares) await logger.waitFor("spare connection ready");
-      // The spare is the relay's latest connection, opened before the client came.
-      const spare = spares ? relay.connections.at(-1) : undefined;
+      let spare: RelayedConnection | undefined;
+      if (spares) {
+        // Spares follow use: a first client starts one. It is the connection the proxy has sent nothing on.
+        const before = relay.connections.length;
+        await session(port, "iam_user");
+        await logger.waitFor("spare connection ready");
+        spare = relay.connections.slice(before).find((c) => c.fromProxy().length === 0);
+        expect(spare).toBeDefined();
+      }
       const mark = logger.mark();
       const opened = await session(port, "iam_user");
       const connection = spare ?? opened[0];
@@ -210,7 +216,6 @@ describe("IAM: the token goes with the startup from the first login on", () => {
     try {
       for (const spares of [0, 1]) {
         const { port, logger, stop } = await start("iam_user", world.iam("iam_user"), { spares, serverPort: impostor.port });
-        if (spares) await logger.waitFor("spare connection failed");
         const client = new pg.Client({ host: "127.0.0.1", port, user: "someone", ssl: false });
         client.on("error", () => {});
         const err = (await client.connect().then(
@@ -218,6 +223,8 @@ describe("IAM: the token goes with the startup from the first login on", () => {
           (e: unknown) => e,
         )) as Error;
         expect(err.message).toContain(`TLS: certificate of ${RDS_HOST} is not signed by a trusted CA`);
+        // Spares follow use: the client's arrival opened one, which the impostor's certificate failed too.
+        if (spares) await logger.waitFor("spare connection failed");
         await stop();
         running.pop();
       }

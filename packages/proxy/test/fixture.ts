@@ -4,7 +4,8 @@ import { join } from "node:path";
 import { Signer } from "@aws-sdk/rds-signer";
 import { createCertificateAuthority, issueLocalhostCertificate, type CertificateAuthority, type PemKeyPair } from "@rdsd/certs";
 import { describeCredentialError, IamTokenCache, staticCredentialProvider } from "@rdsd/iam";
-import { DirectDialer, iamAuth, TargetProxy, type ProxyLogger, type TargetProxyOptions, type UpstreamAuth } from "@rdsd/proxy";
+import type { Duplex } from "node:stream";
+import { DirectDialer, iamAuth, TargetProxy, type Dialer, type ProxyLogger, type TargetProxyOptions, type UpstreamAuth } from "@rdsd/proxy";
 import { makeRdsLikeTls, startPostgres, tempDir, type PostgresServer, type RdsLikeTls, type TempDir } from "@rdsd/testkit";
 
 export const RDS_HOST = "orders-dev.abc123xyz.eu-west-2.rds.amazonaws.com";
@@ -120,6 +121,44 @@ export async function startProxyWorld(options: { hba?: string[] } = {}): Promise
       await Promise.all([dir.cleanup(), rds.cleanup()]);
     },
   };
+}
+
+/**
+ * A real direct connection to the test database that keeps every stream it made, as an SSM tunnel's dialer would
+ * hand them out: tests count the upstream connections the proxy opened, and drop one to play a tunnel failure.
+ */
+export class RecordingDialer implements Dialer {
+  readonly carrier = "the SSM tunnel";
+  readonly streams: Duplex[] = [];
+  /** dial() calls, counted when made (a stream is recorded only once connected). */
+  dials = 0;
+  private readonly inner: Dialer;
+  /** What singleUse() answers: true plays a tunnel whose every stream costs a session (an old SSM agent). */
+  singleUseTunnel = false;
+
+  constructor(port: number) {
+    this.inner = new DirectDialer("127.0.0.1", port);
+  }
+
+  describe(): string {
+    return "SSM (test) via i-0test";
+  }
+
+  async dial(signal: AbortSignal): Promise<Duplex> {
+    this.dials++;
+    const stream = await this.inner.dial(signal);
+    this.streams.push(stream);
+    return stream;
+  }
+
+  singleUse(): boolean {
+    return this.singleUseTunnel;
+  }
+
+  /** Streams not closed yet. */
+  get open(): number {
+    return this.streams.filter((s) => !s.destroyed).length;
+  }
 }
 
 /** Opens a raw TCP connection to a local port. */

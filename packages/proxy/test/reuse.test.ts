@@ -1,11 +1,10 @@
 import { writeFile } from "node:fs/promises";
-import type { Duplex } from "node:stream";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { decodeBackendKeyData, decodeErrorFields, decodeParameterStatus, frame, type BackendFrame } from "@rdsd/pg-wire";
-import { DirectDialer, ProxyError, type Dialer } from "@rdsd/proxy";
-import { RecordingLogger, startProxyWorld, untilIdle, type ProxyWorld, type RunningProxy } from "./fixture.js";
+import { ProxyError } from "@rdsd/proxy";
+import { RecordingDialer, RecordingLogger, startProxyWorld, untilIdle, type ProxyWorld, type RunningProxy } from "./fixture.js";
 import { conninfo, psql, runClient } from "./libpq.js";
 import { cancelRequest, firstColumn, query, RawConnection, startupMessage } from "./raw.js";
 
@@ -323,23 +322,9 @@ describe("stopping", () => {
 });
 
 /** A dialer whose streams a test can end as a dropped SSM tunnel ends them. */
-class DroppableDialer implements Dialer {
-  readonly carrier = "the SSM tunnel";
-  readonly streams: Duplex[] = [];
-  constructor(private readonly inner: Dialer) {}
-  describe(): string {
-    return "SSM (test) via i-0test";
-  }
-  async dial(signal: AbortSignal): Promise<Duplex> {
-    const stream = await this.inner.dial(signal);
-    this.streams.push(stream);
-    return stream;
-  }
-}
-
 describe("the tunnel drops mid-session", () => {
   it("an idle client reads a FATAL naming the tunnel, at the message boundary, then the close", async () => {
-    const dialer = new DroppableDialer(new DirectDialer("127.0.0.1", world.pg.port));
+    const dialer = new RecordingDialer(world.pg.port);
     const extra = await world.startProxy({ user: "iam_user", auth: world.iam("iam_user"), defaultDatabase: "orders", dialer, pool: POOL });
     const session = await open(extra.port, appName());
     expect(await session.value("SELECT 1")).toBe("1");

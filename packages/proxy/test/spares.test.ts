@@ -1,6 +1,7 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import type { UpstreamAuth } from "@rdsd/proxy";
-import { RecordingLogger, startProxyWorld, untilIdle, type ProxyWorld, type RunningProxy } from "./fixture.js";
+import type { PoolOptions, UpstreamAuth } from "@rdsd/proxy";
+import { RecordingDialer, RecordingLogger, startProxyWorld, untilIdle, type ProxyWorld, type RunningProxy } from "./fixture.js";
 import { firstColumn, query, RawConnection, startupMessage } from "./raw.js";
 
 // IAM tokens with a frozen clock, as in clients.test.ts: the right token is known in advance.
@@ -39,71 +40,126 @@ function countingIam(): UpstreamAuth & { calls: number } {
   return auth;
 }
 
-async function start(pool: { spares: number; sparesAlways: boolean; spareRefreshMs?: number }, auth: UpstreamAuth = world.iam("iam_user")) {
+/** A proxy whose every upstream connection (spares included) goes through a dialer that counts them. */
+async function start(pool: Partial<PoolOptions> & { spares: number }, auth: UpstreamAuth = world.iam("iam_user")) {
   const logger = new RecordingLogger();
-  const proxy = await world.startProxy({ user: "iam_user", auth, defaultDatabase: "orders", logger, pool: { idle: 4, idleTimeoutMs: 60_000, ...pool } });
+  const dialer = new RecordingDialer(world.pg.port);
+  const proxy = await world.startProxy({ user: "iam_user", auth, defaultDatabase: "orders", logger, dialer, pool: { idle: 4, idleTimeoutMs: 60_000, ...pool } });
   running.push(proxy);
-  return { proxy, logger };
+  return { proxy, logger, dialer };
+}
+
+/** A logged-in client that stays connected; what the proxy logged about its login. */
+async function connect(proxy: RunningProxy, logger: RecordingLogger, applicationName = "spares-test") {
+  const mark = logger.mark();
+  const conn = await RawConnection.open(proxy.port);
+  conn.send(startupMessage({ user: "someone", database: "orders", application_name: applicationName }));
+  const greeting = await conn.framesUntil("Z");
+  expect(greeting.map((f) => f.type)).not.toContain("E");
+  const login = (await logger.waitFor("client connected", {}, 10_000, mark)).fields;
+  return { conn, login };
 }
 
 /** Logs in, runs `select 1`, ends; what the proxy logged about the login. */
-async function oneClient(proxy: RunningProxy, logger: RecordingLogger): Promise<Record<string, unknown>> {
-  const mark = logger.mark();
-  const conn = await RawConnection.open(proxy.port);
-  conn.send(startupMessage({ user: "someone", database: "orders" }));
-  const greeting = await conn.framesUntil("Z");
-  expect(greeting.map((f) => f.type)).not.toContain("E");
+async function oneClient(proxy: RunningProxy, logger: RecordingLogger, applicationName?: string): Promise<Record<string, unknown>> {
+  const { conn, login } = await connect(proxy, logger, applicationName);
   conn.send(query("SELECT 1"));
   expect(firstColumn(await conn.framesUntil("Z"))).toEqual(["1"]);
   await conn.terminate();
-  await untilIdle(proxy.proxy);
-  return (await logger.waitFor("client connected", {}, 10_000, mark)).fields;
+  return login;
 }
 
-describe("warm spares", () => {
-  it("an eager target keeps one ready from the start with no token asked for; the next cold login takes it, and it is replaced", async () => {
+describe("warm spares follow use", () => {
+  it("none before the first client; from its arrival one is kept (no token asked for), and the next cold login takes it", async () => {
     const auth = countingIam();
-    const { proxy, logger } = await start({ spares: 1, sparesAlways: true }, auth);
+    const { proxy, logger, dialer } = await start({ spares: 1 }, auth);
+    // Started and listening: nothing dialed (start() itself used to open the spare at once).
+    expect(dialer.dials).toBe(0);
+    expect(proxy.proxy.stats().spares).toBe(0);
+
+    const first = await connect(proxy, logger);
+    expect(first.login).toMatchObject({ spare: false, reused: false });
     await logger.waitFor("spare connection ready");
     expect(proxy.proxy.stats().spares).toBe(1);
-    expect(auth.calls).toBe(0);
-
-    const replaced = logger.mark();
-    expect(await oneClient(proxy, logger)).toMatchObject({ spare: true, reused: false });
     expect(auth.calls).toBe(1);
+
+    // The first client still holds its server connection: this one logs in cold, on the spare.
+    const replaced = logger.mark();
+    expect(await oneClient(proxy, logger, "second")).toMatchObject({ spare: true, reused: false });
     await logger.waitFor("spare connection ready", {}, 10_000, replaced);
     expect(proxy.proxy.stats().spares).toBe(1);
-    expect(auth.calls).toBe(1);
+    expect(auth.calls).toBe(2);
+    await first.conn.terminate();
   });
 
-  it("is replaced before the server's authentication_timeout, and the replacement logs in", async () => {
+  it("a client connected past idleTimeout keeps them, each replaced before the server's authentication_timeout", async () => {
     await world.pg.admin("ALTER SYSTEM SET authentication_timeout = '1s'");
     await world.pg.admin("SELECT pg_reload_conf()");
     try {
-      const { proxy, logger } = await start({ spares: 1, sparesAlways: true, spareRefreshMs: 400 });
+      const { proxy, logger } = await start({ spares: 1, idleTimeoutMs: 500, spareRefreshMs: 300 });
+      const held = await connect(proxy, logger);
       await logger.waitFor("spare connection ready");
-      // Three refreshes: well past the server's 1 s, so a spare kept any longer would have been dropped by it.
-      for (let i = 0; i < 3; i++) await logger.waitFor("spare connection refreshed", {}, 10_000, logger.mark());
-      expect(await oneClient(proxy, logger)).toMatchObject({ spare: true });
+      // Five refreshes of 300 ms: past idleTimeout (500 ms) and the server's 1 s, with a client connected throughout.
+      for (let i = 0; i < 5; i++) await logger.waitFor("spare connection refreshed", {}, 10_000, logger.mark());
+      expect(proxy.proxy.stats().spares).toBe(1);
+      expect(await oneClient(proxy, logger, "second")).toMatchObject({ spare: true });
+      await held.conn.terminate();
     } finally {
       await world.pg.admin("ALTER SYSTEM RESET authentication_timeout");
       await world.pg.admin("SELECT pg_reload_conf()");
     }
   });
 
-  it("a lazy target opens none until a client comes", async () => {
-    const { proxy, logger } = await start({ spares: 1, sparesAlways: false });
-    expect(proxy.proxy.stats().spares).toBe(0);
-    expect(await oneClient(proxy, logger)).toMatchObject({ spare: false });
+  it("idleTimeout after the last client left the spare is closed and not replaced; the next client logs in cold and starts them again", async () => {
+    const { proxy, logger, dialer } = await start({ spares: 1, idleTimeoutMs: 600, spareRefreshMs: 200 });
+    const first = await connect(proxy, logger);
     await logger.waitFor("spare connection ready");
-    expect(await oneClient(proxy, logger)).toMatchObject({ reused: true });
+    await first.conn.terminate();
+    await untilIdle(proxy.proxy);
+
+    await logger.waitFor("no client for the pool's idleTimeout: warm spares closed until the next client", { idleTimeout: "600 ms" });
+    expect(proxy.proxy.stats().spares).toBe(0);
+    // The spare and the parked connection (closed at the same idleTimeout) are gone upstream.
+    await expect.poll(() => dialer.open, { timeout: 10_000 }).toBe(0);
+    const dialed = dialer.dials;
+    // Nothing to await here: the claim is that nothing happens. Three refresh periods would each have opened a spare.
+    await sleep(3 * 200);
+    expect(dialer.dials).toBe(dialed);
+
+    const again = logger.mark();
+    expect(await oneClient(proxy, logger, "after-idle")).toMatchObject({ spare: false, reused: false });
+    await logger.waitFor("spare connection ready", {}, 10_000, again);
+    expect(proxy.proxy.stats().spares).toBe(1);
+  });
+
+  it("spares: 0 never opens one", async () => {
+    const { proxy, logger, dialer } = await start({ spares: 0 });
+    expect(await oneClient(proxy, logger)).toMatchObject({ spare: false });
+    expect(await oneClient(proxy, logger, "second")).toMatchObject({ spare: false, reused: false });
+    // One upstream connection per client: nothing else was dialed.
+    expect(dialer.dials).toBe(2);
+    expect(logger.named("spare connection ready")).toHaveLength(0);
+    expect(proxy.proxy.stats().spares).toBe(0);
+  });
+
+  it("none over a tunnel whose every stream costs a session (an SSM agent too old to multiplex)", async () => {
+    const { proxy, logger, dialer } = await start({ spares: 1 });
+    dialer.singleUseTunnel = true;
+    const held = await connect(proxy, logger);
+    expect(held.login).toMatchObject({ spare: false });
+    expect(await oneClient(proxy, logger, "second")).toMatchObject({ spare: false, reused: false });
+    expect(dialer.dials).toBe(2);
+    expect(proxy.proxy.stats().spares).toBe(0);
+    await held.conn.terminate();
   });
 
   it("stop() closes the spares", async () => {
-    const { proxy, logger } = await start({ spares: 2, sparesAlways: true });
+    const { proxy, logger, dialer } = await start({ spares: 2 });
+    await oneClient(proxy, logger);
     await logger.waitFor("spare connection ready");
     await proxy.stop();
     running.splice(running.indexOf(proxy), 1);
     expect(proxy.proxy.stats().spares).toBe(0);
+    await expect.poll(() => dialer.open, { timeout: 10_000 }).toBe(0);
   });
 });

@@ -14,5 +14,5 @@ export { tempDir, type TempDir } from "./temp.js";
 export { freePort } from "@rdsd/tunnel";
 export { seededBytes, seededRandom } from "./random.js";
 export { readBytes, readHashed } from "./read-stream.js";
-export { echoServer, tcpServer, type TcpServer } from "./tcp-server.js";
+export { echoServer, relayServer, tcpServer, type TcpServer } from "./tcp-server.js";
 export { notifyReceiver, type NotifyReceiver } from "./notify-socket.js";

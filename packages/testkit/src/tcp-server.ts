@@ -1,5 +1,5 @@
 import { once } from "node:events";
-import { createServer, type AddressInfo, type Socket } from "node:net";
+import { connect, createServer, type AddressInfo, type Socket } from "node:net";
 
 export interface TcpServer {
   port: number;
@@ -32,3 +32,17 @@ export async function tcpServer(handler: (socket: Socket) => void): Promise<TcpS
 
 /** A tcpServer that sends every byte back. */
 export const echoServer = (): Promise<TcpServer> => tcpServer((socket) => socket.pipe(socket));
+
+/**
+ * A tcpServer that relays every connection to 127.0.0.1:`port`: put in front of a server, its `connections` count
+ * what reached that server (a connection that is not destroyed is still open at both ends).
+ */
+export const relayServer = (port: number): Promise<TcpServer> =>
+  tcpServer((socket) => {
+    const upstream = connect({ host: "127.0.0.1", port });
+    upstream.on("error", () => socket.destroy());
+    socket.on("close", () => upstream.destroy());
+    upstream.on("close", () => socket.destroy());
+    socket.pipe(upstream);
+    upstream.pipe(socket);
+  });
