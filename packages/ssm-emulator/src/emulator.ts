@@ -125,6 +125,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     mapHost: (mapping) => destinations.set(typeof mapping === "string" ? parseMapping(mapping) : mapping),
     setFaults: (target, faults) => {
       if ("sessionId" in target) {
+        if (faults?.startSessionDelayMs !== undefined) throw new Error("startSessionDelayMs applies to instances only");
         const s = service.requireSession(target.sessionId);
         if (faults === null) s.clearFaults();
         else s.setFaults(faults);

@@ -248,3 +248,51 @@ describe("admin HTTP API", () => {
     expect((await admin("POST", "/map", { from: "db2.abc.eu-west-2.rds.amazonaws.com", to: `127.0.0.1:${echo.port}` })).status).toBe(200);
   });
 });
+
+describe("a slow StartSession (instance fault startSessionDelayMs)", () => {
+  it("holds the answer; a caller that gives up gets no session; cleared, it answers at once", async () => {
+    const lines: string[] = [];
+    const waiters: { match: string; resolve: () => void }[] = [];
+    const logged = (match: string) => new Promise<void>((resolve) => waiters.push({ match, resolve }));
+    const slow = await startEmulator({
+      log: (line) => {
+        lines.push(line);
+        for (const w of waiters) if (line.includes(w.match)) w.resolve();
+      },
+    });
+    const ssm = sdkClient(slow);
+    const request = (signal?: AbortSignal) =>
+      ssm.send(new StartSessionCommand({ Target: INSTANCE, DocumentName: "AWS-StartPortForwardingSessionToRemoteHost", Parameters: { host: [RDS_HOST] } }), { abortSignal: signal });
+    try {
+      expect(() => slow.setFaults({ sessionId: "any" }, { startSessionDelayMs: 5 })).toThrow("startSessionDelayMs applies to instances only");
+      slow.setFaults({ instanceId: INSTANCE }, { startSessionDelayMs: 60_000 });
+      expect(slow.instances()[0]!.faults).toEqual({ startSessionDelayMs: 60_000 });
+
+      const held = logged("held for 60000 ms");
+      const gaveUp = logged("the caller gave up");
+      const giveUp = new AbortController();
+      const abandoned = request(giveUp.signal).catch((e: Error) => e);
+      await held;
+      giveUp.abort();
+      expect((await abandoned) as Error).toBeInstanceOf(Error);
+      await gaveUp;
+      expect(slow.sessions()).toEqual([]);
+
+      // Held, then answered: the answer comes only after the emulator logged the hold.
+      slow.setFaults({ instanceId: INSTANCE }, { startSessionDelayMs: 50 });
+      let heldFirst = false;
+      void logged("held for 50 ms").then(() => (heldFirst = true));
+      const answered = await request();
+      expect(heldFirst).toBe(true);
+      expect(slow.session(answered.SessionId!)!.instanceId).toBe(INSTANCE);
+
+      slow.setFaults({ instanceId: INSTANCE }, null);
+      const heldLines = lines.filter((l) => l.includes("held for")).length;
+      expect((await request()).SessionId).toBeTruthy();
+      expect(lines.filter((l) => l.includes("held for")).length).toBe(heldLines);
+    } finally {
+      ssm.destroy();
+      await slow.close();
+    }
+  });
+});

@@ -8,6 +8,11 @@ export interface FaultSettings {
   destinationUnreachable?: boolean;
   /** Added one-way delay (ms) on every websocket message in each direction. */
   latencyMs?: number;
+  /**
+   * Instances only: StartSession on the instance is answered after this long (ms), a slow or stuck API. A caller
+   * that gives up first gets no session, as if its request had never arrived.
+   */
+  startSessionDelayMs?: number;
 }
 
 export type FaultName = keyof FaultSettings;
@@ -21,13 +26,14 @@ export const CloseReasons = {
 export type CloseReason = keyof typeof CloseReasons;
 
 export function mergeFaults(...sets: (FaultSettings | undefined)[]): Required<FaultSettings> {
-  const out: Required<FaultSettings> = { stopAcknowledging: false, blackHole: false, destinationUnreachable: false, latencyMs: 0 };
+  const out: Required<FaultSettings> = { stopAcknowledging: false, blackHole: false, destinationUnreachable: false, latencyMs: 0, startSessionDelayMs: 0 };
   for (const s of sets) {
     if (!s) continue;
     out.stopAcknowledging ||= s.stopAcknowledging === true;
     out.blackHole ||= s.blackHole === true;
     out.destinationUnreachable ||= s.destinationUnreachable === true;
     out.latencyMs = Math.max(out.latencyMs, s.latencyMs ?? 0);
+    out.startSessionDelayMs = Math.max(out.startSessionDelayMs, s.startSessionDelayMs ?? 0);
   }
   return out;
 }
@@ -42,13 +48,14 @@ export function parseFaultSettings(value: unknown): FaultSettings {
     if (typeof v[key] !== "boolean") throw new Error(`${key} must be true or false`);
     out[key] = v[key];
   }
-  if (v["latencyMs"] !== undefined) {
-    const n = v["latencyMs"];
-    if (typeof n !== "number" || !Number.isFinite(n) || n < 0 || n > 60_000) throw new Error("latencyMs must be 0..60000");
-    out.latencyMs = n;
+  for (const key of ["latencyMs", "startSessionDelayMs"] as const) {
+    if (v[key] === undefined) continue;
+    const n = v[key];
+    if (typeof n !== "number" || !Number.isFinite(n) || n < 0 || n > 60_000) throw new Error(`${key} must be 0..60000`);
+    out[key] = n;
   }
   for (const key of Object.keys(v)) {
-    if (!["stopAcknowledging", "blackHole", "destinationUnreachable", "latencyMs"].includes(key)) throw new Error(`unknown fault ${key}`);
+    if (!["stopAcknowledging", "blackHole", "destinationUnreachable", "latencyMs", "startSessionDelayMs"].includes(key)) throw new Error(`unknown fault ${key}`);
   }
   return out;
 }

@@ -171,6 +171,17 @@ async function handleHttp(options: HttpServerOptions, req: IncomingMessage, res:
     }
     const service = options.service;
     const caller = { account: credential.account ?? options.defaultAccount, accessKeyId: credential.accessKeyId };
+    if (operation === "StartSession") {
+      const delayMs = service.startSessionDelayMs(input["Target"]);
+      if (delayMs > 0) {
+        options.log(`StartSession on ${String(input["Target"])}: held for ${delayMs} ms (fault)`);
+        // A caller that gave up meanwhile gets nothing, and no session is started for it.
+        if (!(await answerAfter(delayMs, res))) {
+          options.log(`StartSession on ${String(input["Target"])}: the caller gave up; no session started`);
+          return;
+        }
+      }
+    }
     let output: unknown;
     switch (operation) {
       case "StartSession":
@@ -193,6 +204,21 @@ async function handleHttp(options: HttpServerOptions, req: IncomingMessage, res:
     if (err instanceof AwsError) sendError(res, err);
     else throw err;
   }
+}
+
+/** Resolves true after `ms`, or false as soon as the response's connection closes (the caller gave up). */
+function answerAfter(ms: number, res: ServerResponse): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      res.off("close", onClose);
+      resolve(true);
+    }, ms);
+    const onClose = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    res.once("close", onClose);
+  });
 }
 
 async function handleAdmin(options: HttpServerOptions, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {

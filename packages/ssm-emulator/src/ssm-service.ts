@@ -93,6 +93,11 @@ export class SsmService extends EventEmitter<{ "session-started": [SessionInfo];
     this.kickInstanceSessions(instanceId);
   }
 
+  /** How long StartSession on `target` is held before it is answered (the instance's startSessionDelayMs fault). */
+  startSessionDelayMs(target: unknown): number {
+    return typeof target === "string" ? (this.instanceFaults.get(target)?.startSessionDelayMs ?? 0) : 0;
+  }
+
   getSession(sessionId: string): AgentSession | undefined {
     return this.sessions.get(sessionId);
   }
