@@ -273,6 +273,11 @@ export class AgentSession {
     }
   }
 
+  /** How long a websocket for this session waits for its upgrade to be answered (the channelAcceptDelayMs fault). */
+  get channelAcceptDelayMs(): number {
+    return this.effectiveFaults().channelAcceptDelayMs;
+  }
+
   private effectiveFaults() {
     const merged = mergeFaults(this.faults, this.context.instanceFaults());
     if (!this.context.instanceOnline()) merged.blackHole = true;

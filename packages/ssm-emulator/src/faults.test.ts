@@ -1,6 +1,7 @@
 import { once } from "node:events";
 import { DescribeInstanceInformationCommand, StartSessionCommand, TerminateSessionCommand } from "@aws-sdk/client-ssm";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
 import { FlagValue, MessageType } from "@rdsd/ssm-protocol";
 import { echoServer, readBytes, seededBytes } from "@rdsd/testkit";
 import { startEmulator } from "./emulator.js";
@@ -249,17 +250,27 @@ describe("admin HTTP API", () => {
   });
 });
 
-describe("a slow StartSession (instance fault startSessionDelayMs)", () => {
-  it("holds the answer; a caller that gives up gets no session; cleared, it answers at once", async () => {
-    const lines: string[] = [];
-    const waiters: { match: string; resolve: () => void }[] = [];
-    const logged = (match: string) => new Promise<void>((resolve) => waiters.push({ match, resolve }));
-    const slow = await startEmulator({
+describe("slow answers: StartSession and the data channel's upgrade (delay faults)", () => {
+  let slow: Emulator;
+  const lines: string[] = [];
+  const waiters: { match: string; resolve: () => void }[] = [];
+  /** Resolves at the emulator's next log line containing `match`. */
+  const logged = (match: string) => new Promise<void>((resolve) => waiters.push({ match, resolve }));
+  const heldLines = () => lines.filter((l) => l.includes("held for")).length;
+
+  beforeAll(async () => {
+    slow = await startEmulator({
+      pacing: false,
+      hostMap: [`${RDS_HOST}=127.0.0.1:${echo.port}`],
       log: (line) => {
         lines.push(line);
         for (const w of waiters) if (line.includes(w.match)) w.resolve();
       },
     });
+  });
+  afterAll(() => slow.close());
+
+  it("StartSession held: a caller that gives up gets no session; a shorter hold answers after it; cleared, at once", async () => {
     const ssm = sdkClient(slow);
     const request = (signal?: AbortSignal) =>
       ssm.send(new StartSessionCommand({ Target: INSTANCE, DocumentName: "AWS-StartPortForwardingSessionToRemoteHost", Parameters: { host: [RDS_HOST] } }), { abortSignal: signal });
@@ -287,12 +298,45 @@ describe("a slow StartSession (instance fault startSessionDelayMs)", () => {
       expect(slow.session(answered.SessionId!)!.instanceId).toBe(INSTANCE);
 
       slow.setFaults({ instanceId: INSTANCE }, null);
-      const heldLines = lines.filter((l) => l.includes("held for")).length;
+      const before = heldLines();
       expect((await request()).SessionId).toBeTruthy();
-      expect(lines.filter((l) => l.includes("held for")).length).toBe(heldLines);
+      expect(heldLines()).toBe(before);
     } finally {
       ssm.destroy();
-      await slow.close();
     }
+  });
+
+  it("the data channel's upgrade held: the websocket does not open until the hold ends; cleared, it opens at once", async () => {
+    const stuck = await startSession(slow);
+    slow.setFaults({ sessionId: stuck.sessionId }, { channelAcceptDelayMs: 60_000 });
+    const held = logged(`data channel for ${stuck.sessionId}: upgrade held for 60000 ms`);
+    const ws = new WebSocket(stuck.streamUrl);
+    ws.on("error", () => {});
+    let opened = false;
+    ws.once("open", () => (opened = true));
+    const closed = new Promise((resolve) => ws.once("close", resolve));
+    await held;
+    ws.terminate();
+    await closed;
+    expect(opened).toBe(false);
+    expect(slow.session(stuck.sessionId)!.connections).toBe(0);
+
+    // A short hold (instance-wide): the client connects once it is over and the session works.
+    slow.setFaults({ instanceId: INSTANCE }, { channelAcceptDelayMs: 50 });
+    const late = await startSession(slow);
+    let heldFirst = false;
+    void logged(`data channel for ${late.sessionId}: upgrade held for 50 ms`).then(() => (heldFirst = true));
+    const client = await TestDataChannelClient.connect({ streamUrl: late.streamUrl, token: late.token });
+    clients.push(client);
+    expect(heldFirst).toBe(true);
+    await client.handshakeComplete;
+
+    slow.setFaults({ instanceId: INSTANCE }, null);
+    const before = heldLines();
+    const prompt = await startSession(slow);
+    const direct = await TestDataChannelClient.connect({ streamUrl: prompt.streamUrl, token: prompt.token });
+    clients.push(direct);
+    await direct.handshakeComplete;
+    expect(heldLines()).toBe(before);
   });
 });

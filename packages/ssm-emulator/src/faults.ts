@@ -13,6 +13,8 @@ export interface FaultSettings {
    * that gives up first gets no session, as if its request had never arrived.
    */
   startSessionDelayMs?: number;
+  /** The data channel's websocket upgrade is answered after this long (ms): a slow or stuck ssmmessages endpoint. */
+  channelAcceptDelayMs?: number;
 }
 
 export type FaultName = keyof FaultSettings;
@@ -26,7 +28,7 @@ export const CloseReasons = {
 export type CloseReason = keyof typeof CloseReasons;
 
 export function mergeFaults(...sets: (FaultSettings | undefined)[]): Required<FaultSettings> {
-  const out: Required<FaultSettings> = { stopAcknowledging: false, blackHole: false, destinationUnreachable: false, latencyMs: 0, startSessionDelayMs: 0 };
+  const out: Required<FaultSettings> = { stopAcknowledging: false, blackHole: false, destinationUnreachable: false, latencyMs: 0, startSessionDelayMs: 0, channelAcceptDelayMs: 0 };
   for (const s of sets) {
     if (!s) continue;
     out.stopAcknowledging ||= s.stopAcknowledging === true;
@@ -34,6 +36,7 @@ export function mergeFaults(...sets: (FaultSettings | undefined)[]): Required<Fa
     out.destinationUnreachable ||= s.destinationUnreachable === true;
     out.latencyMs = Math.max(out.latencyMs, s.latencyMs ?? 0);
     out.startSessionDelayMs = Math.max(out.startSessionDelayMs, s.startSessionDelayMs ?? 0);
+    out.channelAcceptDelayMs = Math.max(out.channelAcceptDelayMs, s.channelAcceptDelayMs ?? 0);
   }
   return out;
 }
@@ -48,14 +51,14 @@ export function parseFaultSettings(value: unknown): FaultSettings {
     if (typeof v[key] !== "boolean") throw new Error(`${key} must be true or false`);
     out[key] = v[key];
   }
-  for (const key of ["latencyMs", "startSessionDelayMs"] as const) {
+  for (const key of ["latencyMs", "startSessionDelayMs", "channelAcceptDelayMs"] as const) {
     if (v[key] === undefined) continue;
     const n = v[key];
     if (typeof n !== "number" || !Number.isFinite(n) || n < 0 || n > 60_000) throw new Error(`${key} must be 0..60000`);
     out[key] = n;
   }
   for (const key of Object.keys(v)) {
-    if (!["stopAcknowledging", "blackHole", "destinationUnreachable", "latencyMs", "startSessionDelayMs"].includes(key)) throw new Error(`unknown fault ${key}`);
+    if (!["stopAcknowledging", "blackHole", "destinationUnreachable", "latencyMs", "startSessionDelayMs", "channelAcceptDelayMs"].includes(key)) throw new Error(`unknown fault ${key}`);
   }
   return out;
 }

@@ -37,13 +37,15 @@ export class AdminError extends Error {
 
 export interface EmulatorServer {
   server: Server;
-  /** Ends every websocket at once (including ones still waiting for OpenDataChannel). */
+  /** Ends every websocket at once (including ones still waiting for OpenDataChannel or a held upgrade). */
   terminateWebSockets(): void;
 }
 
 /** One HTTP server for the SSM API (JSON 1.1), the data-channel websockets and the admin API. */
 export function createEmulatorServer(options: HttpServerOptions): EmulatorServer {
   const wss = new WebSocketServer({ noServer: true, maxPayload: 16 << 20 });
+  /** Upgrades held by the channelAcceptDelayMs fault. */
+  const held = new Set<Duplex>();
   const server = createServer((req, res) => {
     if (!isLoopback(stripV4Mapped(req.socket.remoteAddress ?? ""))) {
       res.writeHead(403).end();
@@ -62,10 +64,28 @@ export function createEmulatorServer(options: HttpServerOptions): EmulatorServer
       return;
     }
     const sessionId = match[1]!;
-    wss.handleUpgrade(req, socket, head, (ws) => acceptDataChannel(options, ws, sessionId));
+    const upgrade = () => wss.handleUpgrade(req, socket, head, (ws) => acceptDataChannel(options, ws, sessionId));
+    const delayMs = options.service.getSession(sessionId)?.channelAcceptDelayMs ?? 0;
+    if (delayMs === 0) {
+      upgrade();
+      return;
+    }
+    options.log(`data channel for ${sessionId}: upgrade held for ${delayMs} ms (fault)`);
+    held.add(socket);
+    const timer = setTimeout(() => {
+      held.delete(socket);
+      upgrade(); // synchronous: the websocket's reader is attached before any data can flow past it
+    }, delayMs);
+    // Read while held (a client sends nothing before the answer), so a client that gives up is noticed and not answered.
+    socket.resume();
+    socket.once("close", () => {
+      held.delete(socket);
+      clearTimeout(timer);
+    });
   });
   const terminateWebSockets = () => {
     for (const ws of wss.clients) ws.terminate();
+    for (const socket of held) socket.destroy();
   };
   server.on("close", () => {
     terminateWebSockets();
