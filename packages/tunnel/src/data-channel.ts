@@ -83,6 +83,7 @@ const WS_PING_INTERVAL_MS = 5 * 60_000; // as the official client
 const MAX_RESUMES_WITHOUT_TRAFFIC = 5;
 /** checkAlive()'s shortest deadline: a retransmission or two fit in it even on a fast path. */
 const MIN_LIVENESS_TIMEOUT_MS = 2_000;
+const OPEN_CANCELLED: TunnelProblem = { message: "opening the SSM data channel was cancelled", fix: "" };
 
 /**
  * The client side of one SSM data channel: websocket, OpenDataChannel, handshake, the reliable
@@ -167,6 +168,7 @@ export class DataChannel extends EventEmitter<{
   /** Opens the websocket and completes the handshake. Rejects with a ProxyError. */
   async open(signal?: AbortSignal): Promise<HandshakeResult> {
     if (this.state !== "new") throw new Error("DataChannel.open called twice");
+    if (signal?.aborted) throw tunnelError(OPEN_CANCELLED);
     this.state = "connecting";
     const timeoutMs = this.options.handshakeTimeoutMs ?? 15_000;
     const handshake = new Promise<HandshakeResult>((resolve, reject) => {
@@ -177,7 +179,7 @@ export class DataChannel extends EventEmitter<{
       () => this.failOpen({ message: `the SSM agent did not complete the handshake within ${timeoutMs / 1000} s (session ${this.sessionId})`, fix: "check the bastion's SSM agent (it may be overloaded or too old); rdsd retries by itself" }),
       timeoutMs,
     );
-    const onAbort = () => this.failOpen({ message: "opening the SSM data channel was cancelled", fix: "" });
+    const onAbort = () => this.failOpen(OPEN_CANCELLED);
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
       await this.connectWebSocket(this.credentials);
@@ -288,7 +290,12 @@ export class DataChannel extends EventEmitter<{
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(credentials.streamUrl, { perMessageDeflate: false, maxPayload: 64 << 20, handshakeTimeout: 15_000 });
       this.ws = ws;
+      // The channel can end while this websocket is still connecting (the open cancelled or timed out, close()):
+      // end() takes the websocket's listeners off, so the end itself settles this connect.
+      const onEnd = (reason: DataChannelEnd) => reject(tunnelError(reason.kind === "stopped" ? { message: `the data channel for session ${this.sessionId} was closed while connecting`, fix: "" } : reason.problem));
+      this.once("end", onEnd);
       const onError = (err: Error) => {
+        this.off("end", onEnd);
         ws.removeAllListeners();
         ws.on("error", () => {});
         ws.terminate();
@@ -301,6 +308,7 @@ export class DataChannel extends EventEmitter<{
       };
       ws.once("error", onError);
       ws.once("open", () => {
+        this.off("end", onEnd);
         ws.off("error", onError);
         ws.on("error", (err) => this.logger.debug("data channel websocket error", { session: this.sessionId, error: scrub(err.message, [credentials.tokenValue]) }));
         ws.on("message", (data, isBinary) => this.onMessage(ws, data as Buffer, isBinary));

@@ -32,8 +32,13 @@ export interface NativeSessionOptions {
 }
 
 const DEFAULT_STREAM_BUFFER_LIMIT = 1 << 20;
+/** TerminateSession is attempted for this long at most: a stop must not wait on a slow or unreachable API. */
+const TERMINATE_TIMEOUT_MS = 5_000;
 
-/** StartSession + data channel + handshake; the session to use, or a ProxyError. Nothing stays open on failure. */
+/**
+ * StartSession + data channel + handshake; the session to use, or a ProxyError. Nothing stays open on failure.
+ * `signal` abandons the opening at any step; a session StartSession already returned is then terminated (bounded).
+ */
 export async function openNativeSession(options: NativeSessionOptions, signal: AbortSignal): Promise<NativeSession> {
   const logger = options.logger ?? silentLogger;
   const credentials = await options.api.startSession({ instanceId: options.instanceId, host: options.host, port: options.port }, signal);
@@ -48,7 +53,7 @@ export async function openNativeSession(options: NativeSessionOptions, signal: A
   try {
     handshake = await channel.open(signal);
   } catch (err) {
-    await options.api.terminateSession(credentials.sessionId).catch((e: Error) => logger.warn("TerminateSession failed", { session: credentials.sessionId, error: e.message }));
+    await options.api.terminateSession(credentials.sessionId, AbortSignal.timeout(TERMINATE_TIMEOUT_MS)).catch((e: Error) => logger.warn("TerminateSession failed", { session: credentials.sessionId, error: e.message }));
     throw err;
   }
   logger.info("SSM session open", { session: credentials.sessionId, instance: options.instanceId, agent: handshake.agentVersion, multiplexed: handshake.multiplexed });
@@ -153,7 +158,7 @@ export class NativeSession extends EventEmitter<TunnelSessionEvents> implements 
     this.closing ??= (async () => {
       await this.channel.close({ terminate: true });
       this.finish(undefined, false);
-      await this.options.api.terminateSession(this.id, AbortSignal.timeout(10_000)).catch((err: Error) => {
+      await this.options.api.terminateSession(this.id, AbortSignal.timeout(TERMINATE_TIMEOUT_MS)).catch((err: Error) => {
         this.logger.warn("TerminateSession failed", { session: this.id, error: err.message });
       });
     })();
@@ -198,7 +203,7 @@ export class NativeSession extends EventEmitter<TunnelSessionEvents> implements 
     if (!this.channel.ended) void this.channel.close();
     if (terminateOnAws) {
       // A session that failed here may still live on AWS (a lost websocket): make sure it does not.
-      void this.options.api.terminateSession(this.id, AbortSignal.timeout(10_000)).catch(() => {});
+      void this.options.api.terminateSession(this.id, AbortSignal.timeout(TERMINATE_TIMEOUT_MS)).catch(() => {});
     }
     this.emit("end", problem);
   }

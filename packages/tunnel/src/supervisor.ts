@@ -366,9 +366,18 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
       addressCheck = this.databaseAddresses();
       session = await this.options.factory.open(instanceId, controller.signal);
       if (controller.signal.aborted) throw new Error("cancelled");
-      // The one time a native session dials the database on its own: proof the whole path works before clients use it.
-      if (this.options.probeOnOpen !== false && !session.singleUse) destination = await this.probeThroughDatabase(session);
-      warning = await agentCheck;
+      // Cancelled (stop, restart, open timeout) during the probe: closing the session ends the probe's stream at once.
+      const opened = session;
+      const abandon = () => void opened.close().catch(() => {});
+      controller.signal.addEventListener("abort", abandon, { once: true });
+      try {
+        // The one time a native session dials the database on its own: proof the whole path works before clients use it.
+        if (this.options.probeOnOpen !== false && !session.singleUse) destination = await this.probeThroughDatabase(session);
+        warning = await agentCheck;
+      } finally {
+        controller.signal.removeEventListener("abort", abandon);
+      }
+      if (controller.signal.aborted) throw new Error("cancelled");
     } catch (err) {
       this.clock.clearTimeout(timer);
       if (session) await session.close().catch(() => {});

@@ -4,9 +4,9 @@ import { ProxyError } from "@rdsd/proxy";
 import { startEmulator } from "@rdsd/ssm-emulator";
 import type { Emulator } from "@rdsd/ssm-emulator";
 import type { Tunnel } from "../src/tunnel.js";
-import type { TcpServer } from "@rdsd/testkit";
+import { tcpServer, type TcpServer } from "@rdsd/testkit";
 import { RDS_HOST, sslAnsweringEchoServer, streamError } from "./helpers.js";
-import { roundTrip, target, tunnelFor, waitForState } from "./tunnel-helpers.js";
+import { FAST, roundTrip, target, tunnelFor, waitForState } from "./tunnel-helpers.js";
 
 const INSTANCE = "i-0e1d2c3b4a5968778";
 let emulator: Emulator;
@@ -247,4 +247,21 @@ describe("supervisor against the emulator", () => {
     expect(emulator.session(status.sessionIds[0]!)!.state).toBe("Terminated");
     expect(next.sessionIds).toHaveLength(1);
   });
+
+  it("stop during the new session's probe (a database that never answers) abandons it and terminates the session", async () => {
+    const silent = await tcpServer(() => {});
+    const host = "silent-db.abc123xyz.eu-west-2.rds.amazonaws.com";
+    emulator.mapHost({ from: `${host}:5432`, to: `127.0.0.1:${silent.port}` });
+    try {
+      // Probe and open limits far beyond this test's timeout: only abandoning the probe lets stop() finish in time.
+      const t = track(tunnelFor(emulator, target({ host }), { supervisor: { ...FAST.supervisor, probeTimeoutMs: 120_000, openTimeoutMs: 120_000 } }));
+      t.start();
+      const probing = await emulator.waitForSession((s) => s.properties.host === host && s.openDestinationConnections === 1);
+      await t.stop();
+      expect(emulator.session(probing.sessionId)!.state).toBe("Terminated");
+      expect(t.status().sessionIds).toEqual([]);
+    } finally {
+      await silent.close();
+    }
+  }, 10_000);
 });
