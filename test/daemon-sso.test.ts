@@ -172,8 +172,7 @@ describe("SSO expiry notifications", () => {
     daemon = await startDaemon(configPath, env);
     try {
       await expect.poll(() => daemon.output(), { timeout: 20_000 }).toMatch(/SSO session for profile sso-a ends in/);
-      // Stopped only once both tunnels are up: a SIGTERM while a first session is still opening can leave the
-      // daemon process running (seen here; not this test's subject, reported separately).
+      // Stopped once both tunnels are up: stopping during a session's opening is test/daemon-stop.test.ts's subject.
       await expect.poll(async () => (await daemonStatus(env)).targets.map((t) => t.state), { timeout: 30_000 }).toEqual(["ready", "ready"]);
     } finally {
       expect(await daemon.stop()).toBe(0);
