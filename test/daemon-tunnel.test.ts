@@ -138,9 +138,11 @@ describe("daemon with the native SSM tunnel (emulator)", () => {
       expect(legacy.warnings).toHaveLength(1);
       expect(legacy.warnings[0]!.message).toContain(`the SSM agent on ${OLD_BASTION} is version 3.0.100.0, too old to multiplex`);
       expect(legacy.warnings[0]!.fix).toContain(fix);
-      // Polled: a single-connection session can be between replacements (no session, so no warning) for an instant.
+      // The warning is the instance's: it stays while a single-connection session is replaced.
       const warnedWithFix = (text: string) => text.includes(`legacy: warning: the SSM agent on ${OLD_BASTION} is version 3.0.100.0`) && text.includes(`fix: ${fix}`);
       await expect.poll(async () => warnedWithFix((await rdsd(["status"])).stdout), { timeout: 15_000 }).toBe(true);
+      // Idle, it spent no session: no probe, no warm spare on a single-connection session (one StartSession).
+      expect(emulator.sessions().filter((s) => s.instanceId === OLD_BASTION)).toHaveLength(1);
 
       // It works (one connection per session), and says so.
       const client = new pg.Client({ host: "127.0.0.1", port: legacyPort, user: "anyone", database: "postgres" });

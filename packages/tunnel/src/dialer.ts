@@ -24,4 +24,8 @@ export class TunnelDialer implements Dialer {
   markIdle(stream: Duplex, idle: boolean): void {
     this.supervisor.markIdle(stream, idle);
   }
+
+  singleUse(): boolean {
+    return this.supervisor.singleUse;
+  }
 }

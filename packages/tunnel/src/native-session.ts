@@ -109,6 +109,10 @@ export class NativeSession extends EventEmitter<TunnelSessionEvents> implements 
     channel.on("end", (reason) => this.onChannelEnd(reason));
   }
 
+  get agentVersion(): string {
+    return this.handshake.agentVersion;
+  }
+
   get activeStreams(): number {
     return this.streams.size;
   }

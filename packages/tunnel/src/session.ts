@@ -23,6 +23,8 @@ export interface TunnelSession extends EventEmitter<TunnelSessionEvents> {
   readonly instanceId: string;
   /** One connection only (old agents): the session is used once, then replaced. */
   readonly singleUse: boolean;
+  /** The agent's version as the session's handshake reported it (native); undefined when the driver cannot tell. */
+  readonly agentVersion?: string;
   /** Streams open now. */
   readonly activeStreams: number;
   /** Whether openStream can be called (not ended, and not a spent single-use session). */

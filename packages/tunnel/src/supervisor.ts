@@ -126,8 +126,6 @@ interface Slot {
   lastProbeAt: number;
   /** The bastion could not reach the database on the last try; the session stays for the next client. */
   destinationProblem: TunnelProblem | undefined;
-  /** The session works, with a limit the user should fix (an old SSM agent). */
-  warning: TunnelProblem | undefined;
   /** The database's addresses when the session opened (sorted, joined), when this machine could resolve them. */
   addresses: string | undefined;
   /** A re-resolution after a destination error is in flight. */
@@ -166,6 +164,13 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
   /** When each slot was last probed for a stall: a session that passes keeps its stall without a probe per beat. */
   private readonly stallProbedAt = new Map<Slot, number>();
   private lastBeat = 0;
+  /**
+   * Per bastion instance, its SSM agent too old to multiplex: a property of the instance, so it outlives the
+   * sessions (status keeps it while one is replaced) until a session on that instance reports a newer agent.
+   */
+  private readonly agentWarnings = new Map<string, TunnelProblem>();
+  /** Instances whose sessions carry one connection each (the agent cannot multiplex), as the last session showed. */
+  private readonly singleUseInstances = new Set<string>();
 
   constructor(private readonly options: SupervisorOptions) {
     super();
@@ -183,7 +188,6 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
       backoff: new Backoff(options.backoff),
       lastProbeAt: 0,
       destinationProblem: undefined,
-      warning: undefined,
       addresses: undefined,
       reresolving: false,
     }));
@@ -247,10 +251,21 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
     };
   }
 
+  /** The agent warnings of the instances in use: those of the sessions, and the bastion (between sessions too). */
   private warnings(): TunnelProblem[] {
-    const out = new Map<string, TunnelProblem>();
-    for (const slot of this.slots) if (slot.session && slot.warning) out.set(slot.warning.message, slot.warning);
-    return [...out.values()];
+    const instances = new Set<string>();
+    for (const slot of this.slots) if (slot.session) instances.add(slot.session.instanceId);
+    if (this.options.bastion.current !== undefined) instances.add(this.options.bastion.current);
+    return [...instances].flatMap((instance) => this.agentWarnings.get(instance) ?? []);
+  }
+
+  /**
+   * Whether each stream costs a session of its own: the bastion's agent cannot multiplex, as its sessions showed.
+   * The proxy keeps no warm spare then (each would start and spend a session).
+   */
+  get singleUse(): boolean {
+    const instance = this.options.bastion.current;
+    return instance !== undefined && this.singleUseInstances.has(instance);
   }
 
   /**
@@ -358,11 +373,11 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
     let instanceId: string | undefined;
     let session: TunnelSession | undefined;
     let destination: TunnelProblem | undefined;
-    let warning: TunnelProblem | undefined;
+    let describedAgent: string | undefined;
     let addressCheck: Promise<string | undefined> | undefined;
     try {
       instanceId = await this.options.bastion.resolve(controller.signal);
-      const agentCheck = this.agentWarning(instanceId, controller.signal);
+      const agentCheck = this.describedAgentVersion(instanceId, controller.signal);
       addressCheck = this.databaseAddresses();
       session = await this.options.factory.open(instanceId, controller.signal);
       if (controller.signal.aborted) throw new Error("cancelled");
@@ -373,7 +388,7 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
       try {
         // The one time a native session dials the database on its own: proof the whole path works before clients use it.
         if (this.options.probeOnOpen !== false && !session.singleUse) destination = await this.probeThroughDatabase(session);
-        warning = await agentCheck;
+        describedAgent = await agentCheck;
       } finally {
         controller.signal.removeEventListener("abort", abandon);
       }
@@ -400,7 +415,7 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
     slot.opening = undefined;
     const old = replacing ? this.clearSlot(slot) : undefined;
     if (old) this.drain(old);
-    this.install(slot, session, destination, warning);
+    this.install(slot, session, destination, describedAgent);
     // Not awaited: a slow resolver must not hold the session back.
     void addressCheck?.then((addresses) => {
       if (slot.session === session) slot.addresses = addresses;
@@ -451,26 +466,43 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
     }
   }
 
-  /** The bastion's SSM agent, when too old to multiplex, as a warning with the fix; never rejects. */
-  private async agentWarning(instanceId: string, signal: AbortSignal): Promise<TunnelProblem | undefined> {
-    const version = await this.options.bastion.agentVersion?.(instanceId, signal).catch((err: Error) => {
+  /** The bastion's SSM agent version as DescribeInstanceInformation tells it; undefined when unknown. Never rejects. */
+  private async describedAgentVersion(instanceId: string, signal: AbortSignal): Promise<string | undefined> {
+    return this.options.bastion.agentVersion?.(instanceId, signal).catch((err: Error) => {
       this.logger.debug("could not read the bastion's SSM agent version", { target: this.options.name, instance: instanceId, error: err.message });
       return undefined;
     });
-    return version === undefined ? undefined : oldAgentWarning(instanceId, version);
   }
 
-  private install(slot: Slot, session: TunnelSession, destination?: TunnelProblem, warning?: TunnelProblem): void {
+  /**
+   * What a new session tells about its instance's agent: the version from its handshake (native), else the one
+   * DescribeInstanceInformation gave. A newer agent clears the instance's warning; an unknown version keeps it.
+   */
+  private noteAgent(session: TunnelSession, describedAgent: string | undefined): void {
+    const instance = session.instanceId;
+    if (session.singleUse) this.singleUseInstances.add(instance);
+    else this.singleUseInstances.delete(instance);
+    const version = session.agentVersion ?? describedAgent;
+    if (version === undefined) return;
+    const warning = oldAgentWarning(instance, version);
+    if (!warning) {
+      this.agentWarnings.delete(instance);
+      return;
+    }
+    if (this.agentWarnings.get(instance)?.message !== warning.message) this.logger.warn(warning.message, { target: this.options.name, fix: warning.fix });
+    this.agentWarnings.set(instance, warning);
+  }
+
+  private install(slot: Slot, session: TunnelSession, destination?: TunnelProblem, describedAgent?: string): void {
     slot.session = session;
     slot.openedAt = this.clock.now();
     slot.lastProbeAt = this.clock.now();
     slot.destinationProblem = destination;
-    slot.warning = warning;
     slot.backoff.reset();
     this.failures = 0;
     this.everReady = true;
     this.logger.info("tunnel session ready", { target: this.options.name, session: session.id, instance: session.instanceId, slot: slot.index });
-    if (warning) this.logger.warn(warning.message, { target: this.options.name, fix: warning.fix });
+    this.noteAgent(session, describedAgent);
     if (destination) {
       this.lastError = destination;
       this.logger.warn("the bastion cannot reach the database; keeping the session for the next client", { target: this.options.name, session: session.id, error: destination.message });
@@ -515,7 +547,6 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
     const session = slot.session;
     slot.session = undefined;
     slot.destinationProblem = undefined;
-    slot.warning = undefined;
     slot.addresses = undefined;
     this.clock.clearTimeout(slot.ageTimer);
     slot.ageTimer = undefined;
@@ -755,7 +786,7 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
   private computeState(): TunnelState {
     if (this.stopped || !this.active) return "idle";
     const up = this.slots.filter((s) => s.session && !s.session.ended).length;
-    const impaired = this.slots.some((s) => s.session && (s.destinationProblem || s.warning));
+    const impaired = this.slots.some((s) => s.session && (s.destinationProblem || this.agentWarnings.has(s.session.instanceId)));
     if (up === this.slots.length && !impaired) return "ready";
     if (up > 0) return "degraded";
     // Still retrying with backoff (and at once when a client arrives): reconnecting, never failed.

@@ -3,7 +3,7 @@ import { Signer } from "@aws-sdk/rds-signer";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { describeCredentialError, IamTokenCache, staticCredentialProvider } from "@rdsd/iam";
-import { iamAuth, TargetProxy } from "@rdsd/proxy";
+import { iamAuth, TargetProxy, type TargetProxyOptions } from "@rdsd/proxy";
 import { startEmulator } from "@rdsd/ssm-emulator";
 import type { Emulator } from "@rdsd/ssm-emulator";
 import { makeRdsLikeTls, startPostgres } from "@rdsd/testkit";
@@ -50,7 +50,7 @@ interface World {
   close(): Promise<void>;
 }
 
-async function world(driver: "native" | "plugin", emulatorOptions: Parameters<typeof startEmulator>[0] = {}): Promise<World> {
+async function world(driver: "native" | "plugin", emulatorOptions: Parameters<typeof startEmulator>[0] = {}, proxyOptions: Pick<TargetProxyOptions, "pool"> = {}): Promise<World> {
   const emulator = await startEmulator({ pacing: false, hostMap: [`${RDS_HOST}=127.0.0.1:${pgServer.port}`], ...emulatorOptions });
   const tunnel = tunnelFor(emulator, target({ tunnel: { driver } }));
   tunnel.start();
@@ -68,6 +68,7 @@ async function world(driver: "native" | "plugin", emulatorOptions: Parameters<ty
     },
     dialer: tunnel.dialer,
     clientTls: null,
+    ...proxyOptions,
   });
   await proxy.start();
   return {
@@ -155,6 +156,31 @@ describe("Postgres end to end through the native driver", () => {
       expect(status.warnings).toHaveLength(1);
       expect(status.warnings[0]!.message).toContain("the SSM agent on i-0e1d2c3b4a5968778 is version 3.0.100.0, too old to multiplex");
       expect(status.warnings[0]!.fix).toContain("update the SSM agent on i-0e1d2c3b4a5968778");
+    } finally {
+      await w.close();
+    }
+  }, 60_000);
+
+  it("old agents: the warning is the instance's (kept while a spent session is replaced), and StartSession is spent only on client connections: no probe, no warm spare", async () => {
+    const w = await world("native", { agentVersion: "3.0.100.0" }, { pool: { idle: 0, idleTimeoutMs: 60_000, spares: 1 } });
+    try {
+      // One session, waiting for a client: nothing dialed the database through it.
+      expect(w.emulator.sessions()).toHaveLength(1);
+      const warnings = w.tunnel.status().warnings;
+      expect(warnings.map((warning) => warning.fix)).toEqual([expect.stringContaining("update the SSM agent on i-0e1d2c3b4a5968778")]);
+      // A connection spends the session: its slot is empty until the replacement's StartSession (in flight now)
+      // returns. The warning belongs to the bastion, so status keeps it meanwhile.
+      const stream = await w.tunnel.dialer.dial(AbortSignal.timeout(10_000));
+      expect(w.tunnel.status().sessions.filter((session) => !session.draining)).toEqual([]);
+      expect(w.tunnel.status().warnings).toEqual(warnings);
+      stream.destroy();
+
+      for (let i = 0; i < 3; i++) expect(await query(w.port, "SELECT 1 AS n")).toEqual([{ n: 1 }]);
+      await vi.waitFor(() => expect(w.tunnel.status().sessions.filter((session) => !session.draining)).toHaveLength(1), { timeout: 10_000 });
+      // Four connections (the dial above, three clients), a session each, and the one waiting for the next client.
+      expect(w.emulator.sessions()).toHaveLength(5);
+      expect(w.proxy.stats().spares).toBe(0);
+      expect(w.tunnel.status().warnings).toEqual(warnings);
     } finally {
       await w.close();
     }
