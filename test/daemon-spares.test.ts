@@ -109,4 +109,48 @@ describe("warm spares follow use (daemon, native SSM tunnel)", () => {
       }
     }
   }, 90_000);
+
+  it("a lazy tunnel that closes for idleness inside the pool's idleTimeout takes its spare along and is not reopened by it", async () => {
+    const port = await freePort();
+    const configPath = join(dir.path, "lazy.yaml");
+    // tunnel.idleTimeout (1 s) well inside pool.idleTimeout (5m default) and the 45 s spare refresh.
+    await writeFile(
+      configPath,
+      `aws: { region: eu-west-2 }\ntargets:\n  orders:\n    host: ${HOST}\n    listen: "127.0.0.1:${port}"\n    user: app\n    database: postgres\n    auth: { password: { env: APP_PASSWORD } }\n    tls: { ca: ${rds.caPath} }\n    bastion: { instanceId: ${BASTION} }\n    tunnel: { driver: native, mode: lazy, idleTimeout: 1s }\n`,
+    );
+    const sessionsBefore = emulator.sessions().length;
+    const daemon: ChildProcess = spawn(process.execPath, [RDSD, "daemon", "--config", configPath], { env, stdio: ["ignore", "ignore", "pipe"] });
+    let output = "";
+    daemon.stderr!.on("data", (c: Buffer) => (output += c.toString()));
+    const logins = () => [...output.matchAll(/client connected .*spare=(true|false)/g)].map((m) => m[1] === "true");
+    const started = () => emulator.sessions().length - sessionsBefore;
+    try {
+      await expect.poll(() => output.includes("rdsd is running"), { timeout: 30_000 }).toBe(true);
+      expect(started()).toBe(0);
+      const client = new pg.Client({ host: "127.0.0.1", port, user: "anyone", database: "postgres" });
+      client.on("error", () => {});
+      await client.connect();
+      await expect.poll(async () => (await target()).spares, { timeout: 15_000 }).toBe(1);
+      await client.end();
+
+      // 1 s after the client left, the tunnel closes; its spare (and the parked connection) go with it.
+      await expect.poll(async () => await target(), { timeout: 15_000 }).toMatchObject({ state: "idle", spares: 0, parked: 0 });
+      expect(emulator.sessions({ active: true })).toEqual([]);
+      // The spare did not reopen the tunnel: still the one session the client started.
+      expect(started()).toBe(1);
+
+      // The next client opens the tunnel again and logs in cold.
+      const next = new pg.Client({ host: "127.0.0.1", port, user: "anyone", database: "postgres" });
+      next.on("error", () => {});
+      await next.connect();
+      await next.end();
+      await expect.poll(logins).toEqual([false, false]);
+      expect(started()).toBe(2);
+    } finally {
+      if (daemon.exitCode === null && daemon.signalCode === null) {
+        daemon.kill("SIGTERM");
+        await once(daemon, "exit");
+      }
+    }
+  }, 90_000);
 });
