@@ -4,7 +4,7 @@ import { delimiter, dirname, join } from "node:path";
 import { ConfigError, joinHostPort, loadConfig, type RdsdConfig, type TargetConfig } from "@rdsd/config";
 import { answers, requestDaemon, type DaemonStatus } from "@rdsd/control";
 import { configuredEndpoint, credentialProviderFor, describeCredentialError, resolveRegion } from "@rdsd/iam";
-import { peerCredentialsAvailable, sockDiagOwnerLookup, type ExactOwnerLookup } from "@rdsd/proxy";
+import { peerCredentialsAvailable, sockDiagOwnerLookup, socketAnswers, type ExactOwnerLookup } from "@rdsd/proxy";
 import { parseBundle, RDS_CA_BUNDLE_URL, rdsCaBundlePath } from "./rds-ca-bundle.js";
 import { bastionCheck } from "./ssm-tunnels.js";
 import { ssoSessionsInUse, targetsUsingAws, type SsoSessionUse } from "./sso-sessions.js";
@@ -199,17 +199,6 @@ async function socketChecks(targets: TargetConfig[], daemon: DaemonStatus | unde
     else checks.push({ name, status: "ok", detail: "a stale socket left by a daemon that did not stop cleanly; rdsd replaces it at start", fix: null });
   }
   return checks;
-}
-
-function socketAnswers(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const probe = net.connect(path);
-    probe.once("connect", () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once("error", () => resolve(false));
-  });
 }
 
 /** How the Unix sockets tell other users apart: the peer's credentials (SO_PEERCRED), or permissions alone. */

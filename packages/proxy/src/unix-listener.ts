@@ -62,12 +62,12 @@ async function removeStaleSocket(path: string, target: string): Promise<void> {
   });
   if (info === undefined) return;
   if (!info.isSocket()) throw new Error(`target ${target}: ${path} exists and is not a socket: remove it or choose another socket directory`);
-  if (await answers(path)) throw new Error(`target ${target}: ${path} is in use by another program (another rdsd?): stop it, or choose another socket directory or port`);
+  if (await socketAnswers(path)) throw new Error(`target ${target}: ${path} is in use by another program (another rdsd?): stop it, or choose another socket directory or port`);
   await unlink(path);
 }
 
 /** Whether something accepts connections on the socket (a stale file refuses them: ECONNREFUSED). */
-function answers(path: string): Promise<boolean> {
+export function socketAnswers(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     const probe = net.connect(path);
     probe.once("connect", () => {
