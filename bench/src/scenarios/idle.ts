@@ -4,9 +4,9 @@ import { freePort, runCommand } from "@rdsd/testkit";
 import type { DaemonStatus } from "@rdsd/control";
 import { EMULATOR_BIN, RDSD_BIN } from "../paths.js";
 import { startProcess } from "../proc.js";
-import { BENCH_DATABASE, BENCH_USER, RDS_HOST, startDaemonProcess, type RdsdDaemon } from "../servers.js";
+import { BENCH_DATABASE, RDS_HOST, startDaemonProcess, type RdsdDaemon } from "../servers.js";
 import type { BenchContext, ResultRow } from "../model.js";
-import { awsEnv, BASTION, emulatorInfo, type EmulatorInfo } from "./tunnels.js";
+import { awsEnv, emulatorConfigHead, emulatorInfo, type EmulatorInfo } from "./tunnels.js";
 
 /** Half of what 10 idle eager targets cost before liveness stopped polling (380 ms CPU and ~2,400 wake-ups a minute). */
 const CPU_GOAL_SECONDS_PER_MIN = 0.19;
@@ -61,17 +61,7 @@ async function measureIdle(ctx: BenchContext, targets: number, options: { spares
 }
 
 function idleConfig(ctx: BenchContext, info: EmulatorInfo, ports: number[], spares: boolean): string {
-  const lines = [
-    `aws: { region: ${info.region} }`,
-    "defaults:",
-    `  user: ${BENCH_USER}`,
-    "  auth: { password: { env: BENCH_DB_PASSWORD } }",
-    `  tls: { ca: ${ctx.caPath} }`,
-    `  bastion: { instanceId: ${BASTION} }`,
-    "  tunnel: { driver: native, mode: eager }",
-    ...(spares ? [] : ["  pool: { spares: 0 }"]),
-    "targets:",
-  ];
+  const lines = emulatorConfigHead(ctx, info, ["tunnel: { driver: native, mode: eager }", ...(spares ? [] : ["pool: { spares: 0 }"])]);
   ports.forEach((port, i) => lines.push(`  idle${i}:`, `    host: ${RDS_HOST}`, `    listen: "127.0.0.1:${port}"`, `    database: ${BENCH_DATABASE}`));
   return lines.join("\n") + "\n";
 }

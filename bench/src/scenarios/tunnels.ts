@@ -94,20 +94,29 @@ async function transferRate(ctx: BenchContext, endpoint: Endpoint, parallel: num
 }
 
 function tunnelConfig(ctx: BenchContext, info: EmulatorInfo, targets: TunnelTarget[], plugin: string | undefined): string {
-  const lines = [
+  const lines = emulatorConfigHead(ctx, info);
+  for (const t of targets) {
+    const tunnel = t.driver === "plugin" ? `{ driver: plugin, sessions: ${t.sessions}, pluginPath: ${plugin} }` : `{ driver: native, sessions: ${t.sessions} }`;
+    lines.push(`  ${t.name}:`, `    host: ${RDS_HOST}`, `    listen: "127.0.0.1:${t.port}"`, `    database: ${BENCH_DATABASE}`, `    tunnel: ${tunnel}`);
+  }
+  return lines.join("\n") + "\n";
+}
+
+/**
+ * A bench config up to `targets:`: the emulator's region, and defaults every target shares (the bench user's
+ * password login, the bench CA, the emulator's bastion), plus `defaults` lines of the scenario's own (unindented).
+ */
+export function emulatorConfigHead(ctx: BenchContext, info: EmulatorInfo, defaults: string[] = []): string[] {
+  return [
     `aws: { region: ${info.region} }`,
     "defaults:",
     `  user: ${BENCH_USER}`,
     "  auth: { password: { env: BENCH_DB_PASSWORD } }",
     `  tls: { ca: ${ctx.caPath} }`,
     `  bastion: { instanceId: ${BASTION} }`,
+    ...defaults.map((line) => `  ${line}`),
     "targets:",
   ];
-  for (const t of targets) {
-    const tunnel = t.driver === "plugin" ? `{ driver: plugin, sessions: ${t.sessions}, pluginPath: ${plugin} }` : `{ driver: native, sessions: ${t.sessions} }`;
-    lines.push(`  ${t.name}:`, `    host: ${RDS_HOST}`, `    listen: "127.0.0.1:${t.port}"`, `    database: ${BENCH_DATABASE}`, `    tunnel: ${tunnel}`);
-  }
-  return lines.join("\n") + "\n";
 }
 
 /** Waits for the emulator's first line: the endpoint and keys to use. */
