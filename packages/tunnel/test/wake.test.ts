@@ -6,7 +6,8 @@ import { BastionResolver } from "../src/bastion.js";
 import { ManualClock } from "../src/clock.js";
 import { NativeDriver } from "../src/native-driver.js";
 import { Supervisor } from "../src/supervisor.js";
-import type { SupervisorStatus } from "../src/supervisor.js";
+import type { SupervisorOptions, SupervisorStatus } from "../src/supervisor.js";
+import type { SsmApi } from "../src/ssm-api.js";
 import type { TcpServer } from "@rdsd/testkit";
 import { apiFor, RDS_HOST, sslAnsweringEchoServer } from "./helpers.js";
 
@@ -21,6 +22,28 @@ afterAll(async () => {
   await emulator.close();
   await db.close();
 });
+
+/**
+ * One eager native session to the emulator's bastion on a manual clock: a beat every 5 s, a gap of 15 s more is a
+ * sleep, and no quiet-session check comes on its own (an hour of manual time).
+ */
+function supervisorOn(api: SsmApi, clock: ManualClock, options: Partial<SupervisorOptions> = {}): Supervisor {
+  return new Supervisor({
+    name: "orders-dev",
+    host: RDS_HOST,
+    port: 5432,
+    mode: "eager",
+    idleTimeoutMs: 600_000,
+    sessions: 1,
+    factory: new NativeDriver({ api, host: RDS_HOST, port: 5432, clientId: randomUuid() }),
+    bastion: new BastionResolver({ instanceId: emulator.instances()[0]!.instanceId }, api, clock),
+    clock,
+    livenessIntervalMs: 3_600_000,
+    wakeCheckIntervalMs: 5_000,
+    wakeThresholdMs: 15_000,
+    ...options,
+  });
+}
 
 function nextState(supervisor: Supervisor, match: (s: SupervisorStatus) => boolean): Promise<SupervisorStatus> {
   return new Promise((resolve) => {
@@ -37,21 +60,7 @@ function nextState(supervisor: Supervisor, match: (s: SupervisorStatus) => boole
 it("a clock jump (the machine slept) probes at once and replaces a dead session", async () => {
   const api = apiFor(emulator);
   const clock = new ManualClock(Date.now());
-  const supervisor = new Supervisor({
-    name: "orders-dev",
-    host: RDS_HOST,
-    port: 5432,
-    mode: "eager",
-    idleTimeoutMs: 600_000,
-    sessions: 1,
-    factory: new NativeDriver({ api, host: RDS_HOST, port: 5432, clientId: randomUuid() }),
-    bastion: new BastionResolver({ instanceId: emulator.instances()[0]!.instanceId }, api, clock),
-    clock,
-    livenessIntervalMs: 3_600_000, // quiet-session checks would not come for an hour of manual time
-    probeTimeoutMs: 300,
-    wakeCheckIntervalMs: 5_000,
-    wakeThresholdMs: 15_000,
-  });
+  const supervisor = supervisorOn(api, clock, { probeTimeoutMs: 300 });
   supervisor.start();
   const first = await nextState(supervisor, (s) => s.state === "ready");
   const id = first.sessionIds[0]!;
@@ -77,20 +86,7 @@ it("a clock jump (the machine slept) probes at once and replaces a dead session"
 it("the first client after a sleep waits for the session check (milliseconds, or a new session), not for a dead websocket", async () => {
   const api = apiFor(emulator);
   const clock = new ManualClock(Date.now());
-  const supervisor = new Supervisor({
-    name: "orders-dev",
-    host: RDS_HOST,
-    port: 5432,
-    mode: "eager",
-    idleTimeoutMs: 600_000,
-    sessions: 1,
-    factory: new NativeDriver({ api, host: RDS_HOST, port: 5432, clientId: randomUuid() }),
-    bastion: new BastionResolver({ instanceId: emulator.instances()[0]!.instanceId }, api, clock),
-    clock,
-    livenessIntervalMs: 3_600_000, // no quiet-session check would come on its own
-    wakeCheckIntervalMs: 5_000,
-    wakeThresholdMs: 15_000,
-  });
+  const supervisor = supervisorOn(api, clock);
   try {
     supervisor.start();
     const first = await nextState(supervisor, (s) => s.state === "ready");
