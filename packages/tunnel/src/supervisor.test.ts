@@ -89,6 +89,16 @@ function setup(options: { mode?: "eager" | "lazy"; sessions?: number; resolveHos
 /** Lets pending promise callbacks run (the fake factory resolves in microtasks). */
 const settle = () => new Promise((r) => setImmediate(r));
 
+/** A lazy tunnel whose last client just left: still ready 1 ms before idleTimeout (60 s), idle with its session closed at it. */
+async function expectClosedAtIdleTimeout({ clock, factory, supervisor }: Pick<ReturnType<typeof setup>, "clock" | "factory" | "supervisor">): Promise<void> {
+  clock.advance(59_999);
+  expect(supervisor.state).toBe("ready");
+  clock.advance(1);
+  await settle();
+  expect(supervisor.state).toBe("idle");
+  expect(factory.sessions[0]!.closed).toBe(true);
+}
+
 describe("Supervisor state machine (manual clock)", () => {
   it("connecting -> reconnecting (never failed) after 3 failed opens, retrying on the backoff schedule; ready once an open succeeds", async () => {
     const { clock, factory, supervisor, states } = setup();
@@ -180,12 +190,7 @@ describe("Supervisor state machine (manual clock)", () => {
     expect(supervisor.state).toBe("ready");
     stream.destroy();
     await settle();
-    clock.advance(59_999);
-    expect(supervisor.state).toBe("ready");
-    clock.advance(1);
-    await settle();
-    expect(supervisor.state).toBe("idle");
-    expect(factory.sessions[0]!.closed).toBe(true);
+    await expectClosedAtIdleTimeout({ clock, factory, supervisor });
     await supervisor.stop();
   });
 
@@ -204,12 +209,7 @@ describe("Supervisor state machine (manual clock)", () => {
     clock.advance(60_000);
     expect(supervisor.state).toBe("ready");
     supervisor.markIdle(parked, true);
-    clock.advance(59_999);
-    expect(supervisor.state).toBe("ready");
-    clock.advance(1);
-    await settle();
-    expect(supervisor.state).toBe("idle");
-    expect(factory.sessions[0]!.closed).toBe(true);
+    await expectClosedAtIdleTimeout({ clock, factory, supervisor });
     await supervisor.stop();
   });
 
