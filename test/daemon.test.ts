@@ -65,6 +65,20 @@ function waitForOutput(child: ChildProcess, output: () => string, text: string):
   });
 }
 
+/** Target `orders` on `port`: app's password login, straight to the test's PostgreSQL, verified with `caPath`; then `extra`. */
+function ordersConfig(port: number, caPath: string, extra = ""): string {
+  return `targets:
+  orders:
+    host: ${HOST}
+    listen: "127.0.0.1:${port}"
+    user: app
+    database: orders
+    auth: { password: { env: APP_PASSWORD } }
+    tls: { ca: ${caPath} }
+    tunnel: { driver: direct, address: "127.0.0.1:${pgServer.port}" }
+${extra}`;
+}
+
 describe("rdsd daemon (foreground, real process)", () => {
   it("serves every configured target and stops cleanly on SIGTERM", async () => {
     const [portA, portB] = [await freePort(), await freePort()];
@@ -120,19 +134,7 @@ targets:
     const port = await freePort();
     const caPath = join(dir.path, "ca-arrives-later.pem");
     const configPath = join(dir.path, "late-ca.yaml");
-    await writeFile(
-      configPath,
-      `targets:
-  orders:
-    host: ${HOST}
-    listen: "127.0.0.1:${port}"
-    user: app
-    database: orders
-    auth: { password: { env: APP_PASSWORD } }
-    tls: { ca: ${caPath} }
-    tunnel: { driver: direct, address: "127.0.0.1:${pgServer.port}" }
-`,
-    );
+    await writeFile(configPath, ordersConfig(port, caPath));
     const { child } = await startDaemon(configPath, { APP_PASSWORD: "app-secret" });
     const early = new pg.Client({ host: "127.0.0.1", port, user: "whoever" });
     await expect(early.connect()).rejects.toThrow(`cannot read the CA file ${caPath}`);
@@ -151,16 +153,7 @@ targets:
   it("parks a cleanly ended connection for the next client, counts it in status, and closes it on restart; pool: false turns reuse off", async () => {
     const port = await freePort();
     const configPath = join(dir.path, "pool.yaml");
-    const config = (pool: string) => `targets:
-  orders:
-    host: ${HOST}
-    listen: "127.0.0.1:${port}"
-    user: app
-    database: orders
-    auth: { password: { env: APP_PASSWORD } }
-    tls: { ca: ${rds.caPath} }
-    tunnel: { driver: direct, address: "127.0.0.1:${pgServer.port}" }
-${pool}`;
+    const config = (pool: string) => ordersConfig(port, rds.caPath, pool);
     await writeFile(configPath, config(""));
     const { child, output } = await startDaemon(configPath, { APP_PASSWORD: "app-secret" });
     const env = { ...process.env, RDSD_STATE_DIR: join(dir.path, "state"), RDSD_RUNTIME_DIR: join(dir.path, "run") };
