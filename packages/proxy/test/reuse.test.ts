@@ -283,26 +283,16 @@ describe("clients", () => {
   });
 
   it("pgbench -C (a new connection per transaction) runs on reused backends", async () => {
-    const script = join(world.dir.path, "select-1.sql");
-    await writeFile(script, "SELECT 1;\n");
-    const connection = conninfo({ host: "127.0.0.1", port: pooled.port, user: "someone", dbname: "orders", sslmode: "disable", application_name: appName() });
-    const mark = logger.mark();
-    const run = await runClient("pgbench", ["-n", "-C", "-t", "40", "-c", "2", "-f", script, connection], { timeoutMs: 50_000 });
+    const { run, connected } = await pgbenchConnectPerTransaction(2, 40);
     expect(run.code).toBe(0);
     expect(run.stdout.toString()).toContain("number of transactions actually processed: 80/80");
-    const connected = logger.entries.slice(mark).filter((e) => e.message === "client connected");
     expect(connected.length).toBeGreaterThanOrEqual(80); // pgbench also opens one to start with
     expect(connected.filter((e) => e.fields.reused === true).length).toBeGreaterThan(0);
   });
 
   it("pgbench -C with one client: every connection after the first waits for the last one's reset instead of logging in", async () => {
-    const script = join(world.dir.path, "select-1.sql");
-    await writeFile(script, "SELECT 1;\n");
-    const connection = conninfo({ host: "127.0.0.1", port: pooled.port, user: "someone", dbname: "orders", sslmode: "disable", application_name: appName() });
-    const mark = logger.mark();
-    const run = await runClient("pgbench", ["-n", "-C", "-t", "30", "-c", "1", "-f", script, connection], { timeoutMs: 50_000 });
+    const { run, connected } = await pgbenchConnectPerTransaction(1, 30);
     expect(run.code).toBe(0);
-    const connected = logger.entries.slice(mark).filter((e) => e.message === "client connected");
     // pgbench's own first connection stays open through the run; the first transaction's logs in too.
     expect(connected.filter((e) => e.fields.reused !== true).length).toBeLessThanOrEqual(2);
     expect(connected.filter((e) => e.fields.reused === true).length).toBeGreaterThanOrEqual(29);
@@ -342,6 +332,16 @@ describe("the tunnel drops mid-session", () => {
     await extra.stop();
   });
 });
+
+/** pgbench -C (a new connection per transaction) running SELECT 1 through the pooled proxy; the proxy's "client connected" entries during it. */
+async function pgbenchConnectPerTransaction(clients: number, transactions: number) {
+  const script = join(world.dir.path, "select-1.sql");
+  await writeFile(script, "SELECT 1;\n");
+  const connection = conninfo({ host: "127.0.0.1", port: pooled.port, user: "someone", dbname: "orders", sslmode: "disable", application_name: appName() });
+  const mark = logger.mark();
+  const run = await runClient("pgbench", ["-n", "-C", "-t", String(transactions), "-c", String(clients), "-f", script, connection], { timeoutMs: 50_000 });
+  return { run, connected: logger.entries.slice(mark).filter((e) => e.message === "client connected") };
+}
 
 async function untilSleeping(pid: number): Promise<void> {
   const deadline = performance.now() + 10_000;
