@@ -1,24 +1,15 @@
-import { execFileSync } from "node:child_process";
 import { mkdir, readFile, realpath, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCommand, tempDir, type TempDir } from "@rdsd/testkit";
+import { hasCommand, runCommand, tempDir, type TempDir } from "@rdsd/testkit";
 import { loadSdNotify } from "@rdsd/sock-diag";
 import { launchdPlist, systemdUnit } from "../packages/cli/src/service-units.js";
 
 const RDSD = fileURLToPath(new URL("../packages/cli/bin/rdsd.js", import.meta.url));
 const REPO = fileURLToPath(new URL("..", import.meta.url));
-const has = (tool: string) => {
-  try {
-    execFileSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-};
-const hasSystemdAnalyze = has("systemd-analyze");
-const hasPython = has("python3");
+const hasSystemdAnalyze = hasCommand("systemd-analyze");
+const hasPython = hasCommand("python3");
 
 let dir: TempDir;
 beforeAll(async () => {

@@ -1,23 +1,14 @@
-import { execFileSync } from "node:child_process";
 import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCommand, tempDir, type TempDir } from "@rdsd/testkit";
+import { hasCommand, runCommand, tempDir, type TempDir } from "@rdsd/testkit";
 
 // `rdsd completion SHELL` in real shells: bash's completion function driven through COMP_WORDS as bash's
 // readline drives it, fish's own `complete -C`, zsh loading it under compinit. `rdsd` on PATH is a
 // wrapper around this checkout's CLI, so the scripts call the real `rdsd __complete targets`.
 
 const RDSD = fileURLToPath(new URL("../packages/cli/bin/rdsd.js", import.meta.url));
-const has = (tool: string) => {
-  try {
-    execFileSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-};
 // CI installs zsh and fish (.ci/run): there these tests run, and fail if a shell is missing.
 const inCi = process.env.CI === "true";
 
@@ -113,7 +104,7 @@ describe("rdsd completion", () => {
     expect((await rdsd(["--help"])).stdout).not.toContain("__complete");
   });
 
-  it.skipIf(!has("fish") && !inCi)("fish: the script loads and completes commands, flags and target names", { timeout: 120_000 }, async () => {
+  it.skipIf(!hasCommand("fish") && !inCi)("fish: the script loads and completes commands, flags and target names", { timeout: 120_000 }, async () => {
     const complete = async (line: string) => {
       const result = await runCommand("fish", ["--no-config", "-c", `rdsd completion fish | source; complete -C ${JSON.stringify(line)}`], { env, cwd: dir.path });
       expect(result.stderr).toBe("");
@@ -127,7 +118,7 @@ describe("rdsd completion", () => {
     expect(await complete("rdsd completion ")).toEqual(["bash", "fish", "zsh"]);
   });
 
-  it.skipIf(!has("zsh") && !inCi)("zsh: the script parses and registers itself with compinit", { timeout: 60_000 }, async () => {
+  it.skipIf(!hasCommand("zsh") && !inCi)("zsh: the script parses and registers itself with compinit", { timeout: 60_000 }, async () => {
     const script = (await rdsd(["completion", "zsh"])).stdout;
     expect((await runCommand("zsh", ["-n"], { input: script })).code).toBe(0);
     const loaded = await runCommand("zsh", ["-f", "-c", `autoload -Uz compinit && compinit -u -D; source <(rdsd completion zsh); print -r -- $_comps[rdsd]`], { env, cwd: dir.path });

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 
 export interface RunCommandOptions {
   env?: NodeJS.ProcessEnv;
@@ -61,4 +61,14 @@ export function waitForExit(child: ChildProcess, timeoutMs = 30_000): Promise<Ch
       resolve({ code, signal, stdout: Buffer.concat(stdout), stderr: Buffer.concat(stderr).toString("utf8"), timedOut });
     });
   });
+}
+
+/** Whether `tool` is on PATH (as the shell finds it): tests of optional tools skip without it. */
+export function hasCommand(tool: string): boolean {
+  try {
+    execFileSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -1,4 +1,4 @@
-export { runCommand, waitForExit, type ChildExit, type CommandResult, type RunCommandOptions } from "./command.js";
+export { hasCommand, runCommand, waitForExit, type ChildExit, type CommandResult, type RunCommandOptions } from "./command.js";
 export { startPostgres, type PostgresServer, type StartPostgresOptions } from "./postgres.js";
 export { findPostgres, pgClientEnv, postgresBinDir, type PostgresInstallation } from "./postgres-bin.js";
 export { childrenOf, processesWorkingIn } from "./proc.js";
