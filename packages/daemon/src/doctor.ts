@@ -3,7 +3,7 @@ import net from "node:net";
 import { delimiter, dirname, join } from "node:path";
 import { ConfigError, joinHostPort, loadConfig, type RdsdConfig, type TargetConfig } from "@rdsd/config";
 import { answers, requestDaemon, type DaemonStatus } from "@rdsd/control";
-import { configuredEndpoint, credentialProviderFor, describeCredentialError, resolveRegion } from "@rdsd/iam";
+import { configuredEndpoint, credentialProviderFor, describeCredentialError, regionConflict, resolveRegion } from "@rdsd/iam";
 import { peerCredentialsAvailable, sockDiagOwnerLookup, socketAnswers, type ExactOwnerLookup } from "@rdsd/proxy";
 import { parseBundle, RDS_CA_BUNDLE_URL, rdsCaBundlePath } from "./rds-ca-bundle.js";
 import { bastionCheck } from "./ssm-tunnels.js";
@@ -52,6 +52,12 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> 
   for (const target of needsAws) {
     try {
       const resolved = await resolveRegion({ region: target.aws.region, profile: target.aws.profile, host: target.host, env: options.env });
+      // As the daemon refuses it: SSM calls sent to a region the RDS host's name contradicts.
+      const conflict = target.tunnel.driver === "direct" ? undefined : regionConflict(resolved, { name: target.name, host: target.host, profile: target.aws.profile });
+      if (conflict) {
+        add({ name: `region ${target.name}`, status: "fail", detail: conflict.message, fix: conflict.fix });
+        continue;
+      }
       regions.set(target.name, resolved.region);
       add({ name: `region ${target.name}`, status: "ok", detail: `${resolved.region} (from ${resolved.source}${target.aws.profile ? `, profile ${target.aws.profile}` : ""})`, fix: null });
     } catch (err) {

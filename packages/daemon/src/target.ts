@@ -3,7 +3,7 @@ import type { Duplex } from "node:stream";
 import { isLoopback, joinHostPort, type TargetConfig } from "@rdsd/config";
 import type { PemKeyPair } from "@rdsd/certs";
 import type { Problem, ProbeStageName, TargetState, TargetStatus } from "@rdsd/control";
-import { configuredEndpoint, describeCredentialError, regionFromRdsHostname, resolveRegion, type AwsCredentialIdentityProvider, type IamTokenCache, type IamTokenKey } from "@rdsd/iam";
+import { configuredEndpoint, describeCredentialError, regionConflict, regionFromRdsHostname, resolveRegion, type AwsCredentialIdentityProvider, type IamTokenCache, type IamTokenKey } from "@rdsd/iam";
 import { DirectDialer, iamAuth, passwordAuth, ProxyError, TargetProxy, type Dialer, type UpstreamAuth, type UpstreamTarget } from "@rdsd/proxy";
 import type { DaemonLogger } from "./logger.js";
 import type { TunnelFactory, TunnelHandle } from "./tunnel-seam.js";
@@ -190,8 +190,12 @@ export class Target {
       this.ca = await this.services.loadCa(this.config.tls.ca);
       this.setupStage = "credentials";
       if (this.config.auth.kind === "iam" || this.config.tunnel.driver !== "direct") {
-        this.region = (await resolveRegion({ region: this.config.aws.region, profile: this.profile, host: this.config.host })).region;
+        const resolved = await resolveRegion({ region: this.config.aws.region, profile: this.profile, host: this.config.host });
+        this.region = resolved.region;
         this.tokenRegion = regionFromRdsHostname(this.config.host) ?? this.region;
+        // SSM calls go to this region: one the host's name contradicts would only find no bastion there.
+        const conflict = this.config.tunnel.driver === "direct" ? undefined : regionConflict(resolved, { name: this.name, host: this.config.host, profile: this.profile });
+        if (conflict) throw new ProxyError(conflict.message, conflict.fix);
       }
       if (this.config.tunnel.driver !== "direct") this.ssmEndpoint = await configuredEndpoint("SSM", this.profile);
       this.dialer = this.createDialer();

@@ -10,6 +10,7 @@ export {
 export type { CredentialProviderFactory, CredentialSettings } from "./credentials.js";
 export {
   isValidRegionName,
+  regionConflict,
   regionFromProfile,
   regionFromRdsHostname,
   RegionNotFoundError,

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { regionFromRdsHostname, RegionNotFoundError, resolveRegion } from "./region.js";
+import { regionConflict, regionFromRdsHostname, RegionNotFoundError, resolveRegion } from "./region.js";
 
 describe("regionFromRdsHostname", () => {
   it.each([
@@ -86,6 +86,26 @@ describe("resolveRegion", () => {
     expect(message).toContain(`region of profile bare in ${join(dir, "config")}`);
     expect(message).toContain("host db.internal.example.com is not an RDS endpoint name");
     expect(fix).toBe("set aws.region in the rdsd config, or AWS_REGION, or `aws configure set region <region> --profile bare`");
+  });
+
+  it("regionConflict: a region from the profile or the environment that is not the RDS host's, with the fix", async () => {
+    const target = { name: "orders", host, profile: "dev-sso" };
+    // dev-sso's region (eu-west-1) is not the host's (eu-west-2).
+    expect(regionConflict(await resolveRegion({ profile: "dev-sso", host, env: {} }), target)).toEqual({
+      message: `target orders: region eu-west-1 (of profile dev-sso in ${join(dir, "config")}) does not match its host ${host}, which is in eu-west-2`,
+      fix: "set aws: { region: eu-west-2 } on target orders in the rdsd config, or correct the profile's region (`aws configure set region eu-west-2 --profile dev-sso`)",
+    });
+    // The default chain's profile is named as the AWS CLI names it.
+    expect(regionConflict(await resolveRegion({ host, env: {} }), { name: "orders", host })?.fix).toContain("--profile default");
+    expect(regionConflict({ region: "us-east-1", source: "AWS_REGION" }, target)).toEqual({
+      message: `target orders: region us-east-1 (from AWS_REGION) does not match its host ${host}, which is in eu-west-2`,
+      fix: "set aws: { region: eu-west-2 } on target orders in the rdsd config, or set AWS_REGION to eu-west-2",
+    });
+    // Agreeing, written in the rdsd config (checked at load), taken from the host, or a host that is not an RDS name: no conflict.
+    expect(regionConflict({ region: "eu-west-2", source: "profile" }, target)).toBeUndefined();
+    expect(regionConflict({ region: "ap-south-1", source: "explicit" }, target)).toBeUndefined();
+    expect(regionConflict({ region: "eu-west-2", source: "hostname" }, target)).toBeUndefined();
+    expect(regionConflict({ region: "eu-west-1", source: "profile" }, { ...target, host: "db.internal.example.com" })).toBeUndefined();
   });
 
   it("refuses a value that is not a region name", async () => {

@@ -83,6 +83,29 @@ export async function resolveRegion(lookup: RegionLookup): Promise<ResolvedRegio
   );
 }
 
+/**
+ * A region rdsd found outside its own config (the profile's, AWS_REGION, AWS_DEFAULT_REGION) that is not the one
+ * an RDS host's name carries: the target's SSM calls would go to the wrong region. The problem and its fix, else
+ * undefined. Regions written in the rdsd config are checked against the host at load; a host that is not an RDS
+ * endpoint name never conflicts.
+ */
+export function regionConflict(resolved: ResolvedRegion, target: { name: string; host: string; profile?: string | undefined }): { message: string; fix: string } | undefined {
+  const hostRegion = regionFromRdsHostname(target.host);
+  if (hostRegion === undefined || resolved.source === "explicit" || resolved.source === "hostname" || resolved.region === hostRegion) return undefined;
+  const configFix = `set aws: { region: ${hostRegion} } on target ${target.name} in the rdsd config`;
+  if (resolved.source === "profile") {
+    const profile = getProfileName({ profile: target.profile });
+    return {
+      message: `target ${target.name}: region ${resolved.region} (of profile ${profile} in ${configFilePath()}) does not match its host ${target.host}, which is in ${hostRegion}`,
+      fix: `${configFix}, or correct the profile's region (\`aws configure set region ${hostRegion} --profile ${profile}\`)`,
+    };
+  }
+  return {
+    message: `target ${target.name}: region ${resolved.region} (from ${resolved.source}) does not match its host ${target.host}, which is in ${hostRegion}`,
+    fix: `${configFix}, or set ${resolved.source} to ${hostRegion}`,
+  };
+}
+
 function checked(region: string, source: RegionSource): ResolvedRegion {
   if (!isValidRegionName(region)) {
     throw new RegionNotFoundError(
