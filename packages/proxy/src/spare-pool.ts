@@ -59,7 +59,10 @@ export class SparePool {
     return this.ready.length;
   }
 
-  /** A spare, taken out of the pool (then another is opened), or undefined. */
+  /**
+   * A spare, taken out of the pool, or undefined. Not refilled here: the caller calls fill() once its own login
+   * is done, so a new spare's dial never goes ahead of the client's (or spends a one-connection session).
+   */
   take(): SpareConnection | undefined {
     const spare = this.ready.shift();
     if (spare) {
@@ -67,7 +70,6 @@ export class SparePool {
       spare.unwatch();
       spare.connection.markIdle(false);
     }
-    this.fill();
     return spare?.connection;
   }
 
@@ -111,7 +113,11 @@ export class SparePool {
       this.opening--;
       if (replacing && this.remove(replacing)) this.close(replacing);
       this.options.onEvent?.("failed", (err as Error).message);
-      if (generation !== this.generation || this.stopped) return;
+      if (generation !== this.generation || this.stopped) {
+        // Opened for spares since released: the current ones (if still wanted) did not count on this one.
+        this.fill();
+        return;
+      }
       // The way to the database is down: try again later, not in a loop.
       const wait = this.backoff;
       this.backoff = Math.min(this.backoff * 2, this.options.maxBackoffMs ?? 60_000);
@@ -127,6 +133,8 @@ export class SparePool {
     if (replaced) this.close(replacing);
     if (generation !== this.generation || this.stopped || this.ready.length >= this.options.count) {
       closeQuietly(connection);
+      // A fill() while this was opening counted it; if the pool is still wanted and short, open one now.
+      this.fill();
       return;
     }
     this.backoff = this.options.backoffMs ?? 1_000;

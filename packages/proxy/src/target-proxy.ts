@@ -257,7 +257,11 @@ export class TargetProxy extends EventEmitter {
     this.spares.release();
   }
 
-  /** A client is served: the target is in use, and keeps its spares until idleTimeout after the last client leaves. */
+  /**
+   * A client is served: the target is in use, and keeps its spares until idleTimeout after the last client leaves.
+   * Spares are opened once the client has its own server connection (see serve): the client's dial goes first,
+   * and a tunnel whose sessions carry one connection each (an old SSM agent) is not spent on a spare first.
+   */
   private clientArrived(socket: net.Socket): void {
     if (!this.spares || socket.destroyed) return;
     this.clientsInUse++;
@@ -265,7 +269,6 @@ export class TargetProxy extends EventEmitter {
     this.unusedTimer = undefined;
     this.inUse = true;
     socket.once("close", () => this.clientLeft());
-    this.spares.fill();
   }
 
   private clientLeft(): void {
@@ -457,6 +460,8 @@ export class TargetProxy extends EventEmitter {
       tellAndClose(client, failure);
       return;
     }
+    // The target is in use: a spare for the next cold login, opened now that this client's own login is done.
+    this.spares?.fill();
     await this.runSession(client, connection, fresh, { id, poolKey, tls: hello.tls, clientPending: hello.pending, started });
   }
 

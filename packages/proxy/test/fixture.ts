@@ -144,10 +144,16 @@ export class RecordingDialer implements Dialer {
     return "SSM (test) via i-0test";
   }
 
-  async dial(signal: AbortSignal): Promise<Duplex> {
+  /** Each dial's stream, in the order the dials were made (not the order they connected). */
+  readonly dialed: Array<Promise<Duplex>> = [];
+
+  dial(signal: AbortSignal): Promise<Duplex> {
     this.dials++;
-    const stream = await this.inner.dial(signal);
-    this.streams.push(stream);
+    const stream = this.inner.dial(signal).then((connected) => {
+      this.streams.push(connected);
+      return connected;
+    });
+    this.dialed.push(stream);
     return stream;
   }
 

@@ -1,3 +1,4 @@
+import type { Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import type { PoolOptions, UpstreamAuth } from "@rdsd/proxy";
@@ -79,6 +80,11 @@ describe("warm spares follow use", () => {
 
     const first = await connect(proxy, logger);
     expect(first.login).toMatchObject({ spare: false, reused: false });
+    // The client's own dial went first: the spare is dialed after its login (a tunnel whose sessions carry one
+    // connection each must not spend its first on a spare while the client waits for another).
+    first.conn.send(query("SELECT client_port FROM pg_stat_activity WHERE pid = pg_backend_pid()"));
+    const clientPort = Number(firstColumn(await first.conn.framesUntil("Z"))[0]);
+    expect(((await dialer.dialed[0]!) as Socket).localPort).toBe(clientPort);
     await logger.waitFor("spare connection ready");
     expect(proxy.proxy.stats().spares).toBe(1);
     expect(auth.calls).toBe(1);
