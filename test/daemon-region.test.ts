@@ -29,7 +29,7 @@ describe("a profile's region that disagrees with the RDS host's", () => {
     });
     const expected = {
       message: `target orders: region us-east-1 (of profile ${PROFILE} in ${world.awsConfigFile}) does not match its host ${ACCOUNT_A.host}, which is in eu-west-2`,
-      fix: `set aws: { region: eu-west-2 } on target orders in the rdsd config, or correct the profile's region (\`aws configure set region eu-west-2 --profile ${PROFILE}\`)`,
+      fix: `set aws: { region: eu-west-2 } on target orders in the rdsd config (then \`rdsd reload\`), or correct the profile's region (\`aws configure set region eu-west-2 --profile ${PROFILE}\`, then \`rdsd restart orders\`)`,
     };
     const daemon = await startDaemon(configPath, world.env);
     try {

@@ -93,13 +93,13 @@ describe("resolveRegion", () => {
     // dev-sso's region (eu-west-1) is not the host's (eu-west-2).
     expect(regionConflict(await resolveRegion({ profile: "dev-sso", host, env: {} }), target)).toEqual({
       message: `target orders: region eu-west-1 (of profile dev-sso in ${join(dir, "config")}) does not match its host ${host}, which is in eu-west-2`,
-      fix: "set aws: { region: eu-west-2 } on target orders in the rdsd config, or correct the profile's region (`aws configure set region eu-west-2 --profile dev-sso`)",
+      fix: "set aws: { region: eu-west-2 } on target orders in the rdsd config (then `rdsd reload`), or correct the profile's region (`aws configure set region eu-west-2 --profile dev-sso`, then `rdsd restart orders`)",
     });
     // The default chain's profile is named as the AWS CLI names it.
     expect(regionConflict(await resolveRegion({ host, env: {} }), { name: "orders", host })?.fix).toContain("--profile default");
     expect(regionConflict({ region: "us-east-1", source: "AWS_REGION" }, target)).toEqual({
       message: `target orders: region us-east-1 (from AWS_REGION) does not match its host ${host}, which is in eu-west-2`,
-      fix: "set aws: { region: eu-west-2 } on target orders in the rdsd config, or set AWS_REGION to eu-west-2",
+      fix: "set aws: { region: eu-west-2 } on target orders in the rdsd config (then `rdsd reload`), or set AWS_REGION to eu-west-2 in the daemon's environment and restart the daemon",
     });
     // Agreeing, written in the rdsd config (checked at load), taken from the host, or a host that is not an RDS name: no conflict.
     expect(regionConflict({ region: "eu-west-2", source: "profile" }, target)).toBeUndefined();

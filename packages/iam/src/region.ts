@@ -97,12 +97,12 @@ export function regionConflict(resolved: ResolvedRegion, target: { name: string;
     const profile = getProfileName({ profile: target.profile });
     return {
       message: `target ${target.name}: region ${resolved.region} (of profile ${profile} in ${configFilePath()}) does not match its host ${target.host}, which is in ${hostRegion}`,
-      fix: `${configFix}, or correct the profile's region (\`aws configure set region ${hostRegion} --profile ${profile}\`)`,
+      fix: `${configFix} (then \`rdsd reload\`), or correct the profile's region (\`aws configure set region ${hostRegion} --profile ${profile}\`, then \`rdsd restart ${target.name}\`)`,
     };
   }
   return {
     message: `target ${target.name}: region ${resolved.region} (from ${resolved.source}) does not match its host ${target.host}, which is in ${hostRegion}`,
-    fix: `${configFix}, or set ${resolved.source} to ${hostRegion}`,
+    fix: `${configFix} (then \`rdsd reload\`), or set ${resolved.source} to ${hostRegion} in the daemon's environment and restart the daemon`,
   };
 }
 
