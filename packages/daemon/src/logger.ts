@@ -41,7 +41,7 @@ const readableLine = winston.format.printf((info) => {
 export function createLogger(options: LoggerOptions): DaemonLogger {
   const transports: winston.transport[] = [];
   if (options.console) {
-    transports.push(new winston.transports.Console({ stderrLevels: ["debug", "info", "warn", "error"], format: winston.format.combine(redact(), winston.format.timestamp(), readableLine) }));
+    transports.push(new winston.transports.Console({ stderrLevels: ["debug", "info", "warn", "error"], format: readableLine }));
   }
   if (options.file) {
     transports.push(
@@ -50,11 +50,13 @@ export function createLogger(options: LoggerOptions): DaemonLogger {
         maxsize: MAX_LOG_FILE_BYTES,
         maxFiles: KEPT_LOG_FILES,
         tailable: true,
-        format: winston.format.combine(redact(), winston.format.timestamp(), winston.format.json()),
+        format: winston.format.json(),
       }),
     );
   }
-  const root = winston.createLogger({ level: options.level ?? "info", transports, exitOnError: false });
+  // Redacted and stamped once per entry, before the transports (one per output) each give it their shape.
+  const format = winston.format.combine(redact(), winston.format.timestamp());
+  const root = winston.createLogger({ level: options.level ?? "info", format, transports, exitOnError: false });
   return wrap(root, root);
 }
 
