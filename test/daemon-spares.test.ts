@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DaemonStatus, TargetStatus } from "@rdsd/control";
 import { startEmulator, type Emulator } from "@rdsd/ssm-emulator";
 import { freePort, makeRdsLikeTls, relayServer, runCommand, startPostgres, tempDir, type PostgresServer, type RdsLikeTls, type TcpServer, type TempDir } from "@rdsd/testkit";
+import { emulatorDaemonEnv } from "./emulator-env.js";
 
 // Warm spares follow use, seen from outside: a real daemon with an eager native SSM target (the emulator) in front
 // of a real PostgreSQL, with a relay before the database that counts every connection the bastion's agent makes.
@@ -30,20 +31,7 @@ beforeAll(async () => {
   relay = await relayServer(pgServer.port);
   emulator = await startEmulator({ instances: [{ instanceId: BASTION, tags: { Name: "db-bastion" } }], hostMap: [{ from: `${HOST}:5432`, to: `127.0.0.1:${relay.port}` }] });
   dir = await tempDir("rdsd-spares-");
-  env = {
-    ...process.env,
-    RDSD_STATE_DIR: join(dir.path, "state"),
-    RDSD_RUNTIME_DIR: join(dir.path, "run"),
-    APP_PASSWORD: "app-secret",
-    AWS_ACCESS_KEY_ID: emulator.credentials.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: emulator.credentials.secretAccessKey,
-    AWS_ENDPOINT_URL_SSM: emulator.endpoint,
-    AWS_CONFIG_FILE: join(dir.path, "none"),
-    AWS_SHARED_CREDENTIALS_FILE: join(dir.path, "none"),
-    AWS_EC2_METADATA_DISABLED: "true",
-    AWS_PROFILE: "",
-    NO_COLOR: "1",
-  };
+  env = emulatorDaemonEnv(dir.path, emulator, { appPassword: "app-secret" });
 });
 
 afterAll(async () => {

@@ -5,6 +5,7 @@ import { createCertificateAuthority } from "@rdsd/certs";
 import { startEmulator, type Emulator } from "@rdsd/ssm-emulator";
 import { freePort, tempDir, type TempDir } from "@rdsd/testkit";
 import { startDaemon as startRunningDaemon, type RunningDaemon } from "./accounts-fixture.js";
+import { emulatorDaemonEnv } from "./emulator-env.js";
 
 // A real daemon process whose target's first SSM session never finishes opening (the emulator holds StartSession,
 // answers it and then holds the data channel's websocket, or opens it and never starts the handshake): SIGTERM must still stop it promptly, abandoning the opening.
@@ -42,20 +43,7 @@ beforeAll(async () => {
   const ca = await createCertificateAuthority({ commonName: "rdsd stop test RDS CA" });
   caPath = join(dir.path, "rds-ca.pem");
   await writeFile(caPath, ca.certPem);
-  env = {
-    ...process.env,
-    RDSD_STATE_DIR: join(dir.path, "state"),
-    RDSD_RUNTIME_DIR: join(dir.path, "run"),
-    APP_PASSWORD: "app-secret",
-    AWS_ACCESS_KEY_ID: emulator.credentials.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: emulator.credentials.secretAccessKey,
-    AWS_ENDPOINT_URL_SSM: emulator.endpoint,
-    AWS_CONFIG_FILE: join(dir.path, "none"),
-    AWS_SHARED_CREDENTIALS_FILE: join(dir.path, "none"),
-    AWS_EC2_METADATA_DISABLED: "true",
-    AWS_PROFILE: "",
-    NO_COLOR: "1",
-  };
+  env = emulatorDaemonEnv(dir.path, emulator, { appPassword: "app-secret" });
 });
 
 const daemons: RunningDaemon[] = [];

@@ -9,6 +9,7 @@ import type { DaemonStatus, ProbeReport } from "@rdsd/control";
 import type { DoctorCheck } from "@rdsd/daemon";
 import { startEmulator, type Emulator } from "@rdsd/ssm-emulator";
 import { childrenOf, freePort, makeRdsLikeTls, runCommand, startPostgres, tempDir, type PostgresServer, type RdsLikeTls, type TempDir } from "@rdsd/testkit";
+import { emulatorDaemonEnv } from "./emulator-env.js";
 
 // A real daemon process with the native SSM tunnel against the emulator (running in this test process,
 // so its sessions can be inspected): restart replaces the session, SIGTERM terminates it on "AWS".
@@ -37,20 +38,7 @@ beforeAll(async () => {
     configPath,
     `aws: { region: eu-west-2 }\ntargets:\n  orders:\n    host: ${HOST}\n    listen: "127.0.0.1:${port}"\n    user: app\n    database: postgres\n    auth: { password: { env: APP_PASSWORD } }\n    tls: { ca: ${rds.caPath} }\n    bastion: { tag: "Name=db-bastion" }\n    tunnel: { driver: native }\n`,
   );
-  env = {
-    ...process.env,
-    RDSD_STATE_DIR: join(dir.path, "state"),
-    RDSD_RUNTIME_DIR: join(dir.path, "run"),
-    APP_PASSWORD: "app-secret",
-    AWS_ACCESS_KEY_ID: emulator.credentials.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: emulator.credentials.secretAccessKey,
-    AWS_ENDPOINT_URL_SSM: emulator.endpoint,
-    AWS_CONFIG_FILE: join(dir.path, "none"),
-    AWS_SHARED_CREDENTIALS_FILE: join(dir.path, "none"),
-    AWS_EC2_METADATA_DISABLED: "true",
-    AWS_PROFILE: "",
-    NO_COLOR: "1",
-  };
+  env = emulatorDaemonEnv(dir.path, emulator, { appPassword: "app-secret" });
 });
 
 afterAll(async () => {

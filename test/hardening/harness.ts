@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import type { DaemonStatus } from "@rdsd/control";
 import { decodeErrorFields, readBackendFrame } from "@rdsd/pg-wire";
 import { startEmulator, type Emulator, type EmulatorOptions } from "@rdsd/ssm-emulator";
+import { emulatorDaemonEnv } from "../emulator-env.js";
 import { makeRdsLikeTls, runCommand, startPostgres, tempDir, type CommandResult, type PostgresServer, type RdsLikeTls, type TempDir } from "@rdsd/testkit";
 
 // The suite's files take /proc helpers from here with the rest of their world.
@@ -57,20 +58,11 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
   const dir = await tempDir("rdsd-hardening-");
   // Traversable by other users, so only rdsd's own modes stand between them and its files.
   await chmod(dir.path, 0o755);
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    RDSD_STATE_DIR: join(dir.path, "state"),
-    RDSD_RUNTIME_DIR: join(dir.path, "run"),
-    APP_PASSWORD: DB_PASSWORD,
-    AWS_ACCESS_KEY_ID: emulator.credentials.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: emulator.credentials.secretAccessKey,
-    AWS_ENDPOINT_URL_SSM: emulator.endpoint,
-    AWS_CONFIG_FILE: join(dir.path, "aws-config"),
-    AWS_SHARED_CREDENTIALS_FILE: join(dir.path, "aws-credentials"),
-    AWS_EC2_METADATA_DISABLED: "true",
-    AWS_PROFILE: "",
-    NO_COLOR: "1",
-  };
+  const env = emulatorDaemonEnv(dir.path, emulator, {
+    appPassword: DB_PASSWORD,
+    awsConfigFile: join(dir.path, "aws-config"),
+    awsCredentialsFile: join(dir.path, "aws-credentials"),
+  });
   return {
     pg,
     rds,
