@@ -169,20 +169,36 @@ export interface RdsdDaemon {
 export async function startRdsd(dir: string, db: BenchDatabase, tls: BenchTls, targets: number, opts: { cpuProfileDir?: string } = {}): Promise<RdsdDaemon> {
   const ports: number[] = [];
   for (let i = 0; i < targets; i++) ports.push(await freePort());
+  const yaml = directDaemonConfig(
+    tls.caPath,
+    ports.map((port, i) => ({
+      port,
+      databasePort: db.server.port,
+      // The last target skips the local-user check, so the bench can show what that check costs per connection.
+      extra: i === targets - 1 && targets > 1 ? ["allowOtherUsers: true"] : [],
+    })),
+  );
+  return startDaemonProcess(join(dir, "rdsd-direct"), yaml, ports, { BENCH_DB_PASSWORD: db.password }, opts);
+}
+
+/**
+ * The YAML of a daemon whose targets t0, t1, ... (direct driver, password login as the bench user) listen on
+ * their `port` and reach the bench database at 127.0.0.1:`databasePort`; `extra` lines are added to a target.
+ */
+export function directDaemonConfig(caPath: string, targets: Array<{ port: number; databasePort: number; extra?: string[] }>): string {
   const lines = [
     "defaults:",
     `  user: ${BENCH_USER}`,
     "  auth: { password: { env: BENCH_DB_PASSWORD } }",
-    `  tls: { ca: ${tls.caPath} }`,
+    `  tls: { ca: ${caPath} }`,
     "  tunnel: { driver: direct }",
     "targets:",
   ];
-  ports.forEach((port, i) => {
-    lines.push(`  t${i}:`, `    host: ${RDS_HOST}`, `    listen: "127.0.0.1:${port}"`, `    database: ${BENCH_DATABASE}`, `    tunnel: { address: "127.0.0.1:${db.server.port}" }`);
-    // The last target skips the local-user check, so the bench can show what that check costs per connection.
-    if (i === targets - 1 && targets > 1) lines.push("    allowOtherUsers: true");
+  targets.forEach((target, i) => {
+    lines.push(`  t${i}:`, `    host: ${RDS_HOST}`, `    listen: "127.0.0.1:${target.port}"`, `    database: ${BENCH_DATABASE}`, `    tunnel: { address: "127.0.0.1:${target.databasePort}" }`);
+    for (const line of target.extra ?? []) lines.push(`    ${line}`);
   });
-  return startDaemonProcess(join(dir, "rdsd-direct"), lines.join("\n") + "\n", ports, { BENCH_DB_PASSWORD: db.password }, opts);
+  return lines.join("\n") + "\n";
 }
 
 /** Runs `rdsd daemon --config` on the given YAML with its own state directory; resolves once it says it runs. */

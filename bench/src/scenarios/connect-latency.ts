@@ -5,7 +5,7 @@ import { freePort, runCommand } from "@rdsd/testkit";
 import { startDelayRelay } from "../delay-relay.js";
 import type { BenchContext, ResultRow } from "../model.js";
 import { RDSD_BIN } from "../paths.js";
-import { BENCH_DATABASE, BENCH_USER, RDS_HOST, startDaemonProcess, type RdsdDaemon } from "../servers.js";
+import { BENCH_DATABASE, BENCH_USER, directDaemonConfig, RDS_HOST, startDaemonProcess, type RdsdDaemon } from "../servers.js";
 import { median } from "../stats.js";
 
 /** Each way, between rdsd (or a direct client) and the database. */
@@ -93,27 +93,10 @@ export async function measureConnectLatency(ctx: BenchContext): Promise<ResultRo
 /** Two targets on the delayed database: t0 with reuse and one spare (as an SSM target gets by default), t1 with pool: false. */
 async function startDelayedRdsd(ctx: BenchContext, relayPort: number): Promise<RdsdDaemon> {
   const ports = [await freePort(), await freePort()];
-  const yaml = [
-    "defaults:",
-    `  user: ${BENCH_USER}`,
-    "  auth: { password: { env: BENCH_DB_PASSWORD } }",
-    `  tls: { ca: ${ctx.caPath} }`,
-    "  tunnel: { driver: direct }",
-    "targets:",
-    "  t0:",
-    `    host: ${RDS_HOST}`,
-    `    listen: "127.0.0.1:${ports[0]}"`,
-    `    database: ${BENCH_DATABASE}`,
-    `    tunnel: { address: "127.0.0.1:${relayPort}" }`,
-    "    pool: { spares: 1 }",
-    "  t1:",
-    `    host: ${RDS_HOST}`,
-    `    listen: "127.0.0.1:${ports[1]}"`,
-    `    database: ${BENCH_DATABASE}`,
-    `    tunnel: { address: "127.0.0.1:${relayPort}" }`,
-    "    pool: false",
-    "",
-  ].join("\n");
+  const yaml = directDaemonConfig(ctx.caPath, [
+    { port: ports[0]!, databasePort: relayPort, extra: ["pool: { spares: 1 }"] },
+    { port: ports[1]!, databasePort: relayPort, extra: ["pool: false"] },
+  ]);
   return startDaemonProcess(join(ctx.workDir, "rdsd-delayed"), yaml, ports, { BENCH_DB_PASSWORD: ctx.db.password });
 }
 
