@@ -152,8 +152,6 @@ export class TargetProxy extends EventEmitter {
   private readonly spares: SparePool | undefined;
   /** Clients past their startup and still connected: while there is one, the target is in use. */
   private clientsInUse = 0;
-  /** Spares follow use: wanted from a client's arrival until pool.idleTimeoutMs after the last client left. */
-  private inUse = false;
   /** Ends the use window once no client has been connected for pool.idleTimeoutMs. */
   private unusedTimer: NodeJS.Timeout | undefined;
   /** Server connections between a client's clean end and their parking (being reset). */
@@ -253,7 +251,6 @@ export class TargetProxy extends EventEmitter {
     if (this.clientsInUse > 0 || !this.spares) return;
     clearTimeout(this.unusedTimer);
     this.unusedTimer = undefined;
-    this.inUse = false;
     this.spares.release();
   }
 
@@ -267,8 +264,12 @@ export class TargetProxy extends EventEmitter {
     this.clientsInUse++;
     clearTimeout(this.unusedTimer);
     this.unusedTimer = undefined;
-    this.inUse = true;
     socket.once("close", () => this.clientLeft());
+  }
+
+  /** Spares follow use: wanted from a client's arrival until pool.idleTimeoutMs after the last client left. */
+  private get inUse(): boolean {
+    return this.clientsInUse > 0 || this.unusedTimer !== undefined;
   }
 
   private clientLeft(): void {
@@ -276,7 +277,6 @@ export class TargetProxy extends EventEmitter {
     const idleTimeoutMs = (this.options.pool as PoolOptions).idleTimeoutMs;
     this.unusedTimer = setTimeout(() => {
       this.unusedTimer = undefined;
-      this.inUse = false;
       this.logger.info("no client for the pool's idleTimeout: warm spares closed until the next client", { target: this.name, idleTimeout: describeMs(idleTimeoutMs) });
       this.spares?.release();
     }, idleTimeoutMs).unref();
