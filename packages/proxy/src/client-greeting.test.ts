@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { newClientKey } from "./client-greeting.js";
+import { buildAuthenticationOk, buildBackendKeyData, buildParameterStatus, buildReadyForQuery } from "@rdsd/pg-wire";
+import { localGreeting, newClientKey } from "./client-greeting.js";
 
 describe("newClientKey", () => {
   it("keeps the backend's pid and makes a secret as long as the backend's, different for every client", () => {
@@ -22,5 +23,34 @@ describe("newClientKey", () => {
     const key = newClientKey(backend);
     expect(key.secretKey.length).toBe(32);
     expect(key.secretKey.equals(newClientKey(backend).secretKey)).toBe(false);
+  });
+});
+
+describe("localGreeting", () => {
+  const key = { processId: 99, secretKey: Buffer.from([5, 6, 7, 8]) };
+  const expected = (parameters: Map<string, string>) =>
+    Buffer.concat([buildAuthenticationOk(), ...[...parameters].map(([n, v]) => buildParameterStatus(n, v)), buildBackendKeyData(99, key.secretKey), buildReadyForQuery("I")]);
+
+  it("tells every setting at its current value, also after the server changed one, added one, or a setting was dropped", () => {
+    const parameters = new Map([["DateStyle", "ISO, MDY"], ["TimeZone", "UTC"]]);
+    const parked = { negotiation: undefined, parameters };
+    expect(localGreeting(parked, key).equals(expected(parameters))).toBe(true);
+    // A client of the same connection ran SET TimeZone: the server's ParameterStatus updated the map in place.
+    parameters.set("TimeZone", "Europe/Berlin");
+    const afterChange = localGreeting(parked, key);
+    expect(afterChange.equals(expected(parameters))).toBe(true);
+    expect(afterChange.includes(Buffer.from("Europe/Berlin\0"))).toBe(true);
+    parameters.set("application_name", "psql");
+    expect(localGreeting(parked, key).equals(expected(parameters))).toBe(true);
+    parameters.delete("DateStyle");
+    expect(localGreeting(parked, key).equals(expected(parameters))).toBe(true);
+  });
+
+  it("keeps each connection's settings apart", () => {
+    const a = { negotiation: undefined, parameters: new Map([["TimeZone", "UTC"]]) };
+    const b = { negotiation: undefined, parameters: new Map([["TimeZone", "Asia/Tokyo"]]) };
+    expect(localGreeting(a, key).equals(expected(a.parameters))).toBe(true);
+    expect(localGreeting(b, key).equals(expected(b.parameters))).toBe(true);
+    expect(localGreeting(a, key).equals(expected(a.parameters))).toBe(true);
   });
 });

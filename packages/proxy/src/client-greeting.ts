@@ -57,8 +57,39 @@ export function withClientKey(greeting: Buffer, key: ClientCancelKey): Buffer {
 export function localGreeting(parked: { negotiation: Buffer | undefined; parameters: ReadonlyMap<string, string> }, key: ClientCancelKey): Buffer {
   const parts: Buffer[] = [];
   if (parked.negotiation) parts.push(parked.negotiation);
-  parts.push(buildAuthenticationOk());
-  for (const [name, value] of parked.parameters) parts.push(buildParameterStatus(name, value));
-  parts.push(buildBackendKeyData(key.processId, key.secretKey), buildReadyForQuery("I"));
+  parts.push(AUTHENTICATION_OK, parameterStatusMessages(parked.parameters), buildBackendKeyData(key.processId, key.secretKey), READY_IDLE);
   return Buffer.concat(parts);
+}
+
+const AUTHENTICATION_OK = buildAuthenticationOk();
+const READY_IDLE = buildReadyForQuery("I");
+
+/** A connection's ParameterStatus messages as last encoded, and the settings they were encoded from. */
+const encodedSettings = new WeakMap<ReadonlyMap<string, string>, { settings: string[]; messages: Buffer }>();
+
+/**
+ * One ParameterStatus per setting, encoded once per connection and again only after the server reported a
+ * change: a reused connection's greeting is built on every connect (a -C workload: thousands a second).
+ */
+function parameterStatusMessages(parameters: ReadonlyMap<string, string>): Buffer {
+  const cached = encodedSettings.get(parameters);
+  if (cached && sameSettings(cached.settings, parameters)) return cached.messages;
+  const settings: string[] = [];
+  const messages: Buffer[] = [];
+  for (const [name, value] of parameters) {
+    settings.push(name, value);
+    messages.push(buildParameterStatus(name, value));
+  }
+  const encoded = Buffer.concat(messages);
+  encodedSettings.set(parameters, { settings, messages: encoded });
+  return encoded;
+}
+
+function sameSettings(settings: readonly string[], parameters: ReadonlyMap<string, string>): boolean {
+  if (settings.length !== parameters.size * 2) return false;
+  let at = 0;
+  for (const [name, value] of parameters) {
+    if (settings[at++] !== name || settings[at++] !== value) return false;
+  }
+  return true;
 }
