@@ -140,11 +140,10 @@ export async function socketOwner(client: Endpoint, listener: Endpoint, options:
   const exact = options.exact ?? sockDiagOwnerLookup();
   let fallbackNotice: string | undefined;
   if (exact.ok) {
-    const littleEndian = endianness() === "LE";
-    const local = procNetAddress(client, littleEndian);
-    const remote = procNetAddress(listener, littleEndian);
+    const local = ipLiteralBytes(client.address);
+    const remote = ipLiteralBytes(listener.address);
     // Not a pair of IP literals of one family (a socket already closed reports no address): nobody's.
-    if (!local || !remote || local.table !== remote.table) return { uid: undefined, method: "sock_diag" };
+    if (!local || !remote || local.family !== remote.family) return { uid: undefined, method: "sock_diag" };
     try {
       return { uid: exact.owner(client, listener), method: "sock_diag" };
     } catch (err) {
