@@ -21,6 +21,12 @@ export interface Dialer {
    */
   markIdle?(stream: Duplex, idle: boolean): void;
   /**
+   * Whether a stream it gave, idle since (parked with a logged-in server connection, or a warm spare), may
+   * carry a new client; a promise when the answer waits for a check of what carries it (a tunnel after the
+   * machine slept). Undefined: always, until the stream closes (a closed one is never handed out).
+   */
+  usable?(stream: Duplex): boolean | Promise<boolean>;
+  /**
    * True when each stream costs a session of its own (an SSM agent too old to multiplex): a warm spare would
    * start and spend one, so none is kept. Undefined or false: streams are cheap.
    */

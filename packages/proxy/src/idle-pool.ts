@@ -16,6 +16,8 @@ export interface ParkedConnection {
   streamError(): Error | undefined;
   /** Tells the dialer whether the connection carries a client (see Dialer.markIdle). */
   markIdle(idle: boolean): void;
+  /** Whether it may carry a new client now (see Dialer.usable). */
+  usable(): boolean | Promise<boolean>;
 }
 
 interface Entry {

@@ -6,7 +6,7 @@ import { SparePool, type SpareConnection } from "./spare-pool.js";
 /** A stand-in connection: the pool only reads, ends and destroys it. */
 function fakeConnection(): SpareConnection {
   const socket = new PassThrough() as unknown as tls.TLSSocket;
-  return { socket, stream: new PassThrough(), streamError: () => undefined, markIdle: () => {} };
+  return { socket, stream: new PassThrough(), streamError: () => undefined, markIdle: () => {}, usable: () => true };
 }
 
 /** open() calls the test settles one by one. */

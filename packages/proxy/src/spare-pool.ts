@@ -10,6 +10,8 @@ export interface SpareConnection {
   streamError(): Error | undefined;
   /** Tells the dialer whether the stream carries a client (see Dialer.markIdle). */
   markIdle(idle: boolean): void;
+  /** Whether it may carry a new client now (see Dialer.usable). */
+  usable(): boolean | Promise<boolean>;
 }
 
 export interface SparePoolOptions {

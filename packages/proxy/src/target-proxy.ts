@@ -444,6 +444,7 @@ export class TargetProxy extends EventEmitter {
           carrier: session.carrier,
           streamError: session.streamError,
           markIdle: session.markIdle,
+          usable: session.usable,
         };
         fresh = { greeting: session.greeting, pending: session.pending, onSpare: session.onSpare, earlyPassword: session.sentEarly };
       }
@@ -547,12 +548,37 @@ export class TargetProxy extends EventEmitter {
    * rather than paying a whole login.
    */
   private async takeParked(poolKey: string): Promise<ParkedConnection | undefined> {
-    const parked = this.pool!.take(poolKey);
-    if (parked) return parked;
+    for (;;) {
+      const parked = this.pool!.take(poolKey) ?? (await this.awaitReset(poolKey));
+      if (!parked) return undefined;
+      // Awaited only while the dialer is still checking: a reused connection's connect stays free of extra turns.
+      const verdict = parked.usable();
+      if (typeof verdict === "boolean" ? verdict : await verdict) return parked;
+      // What carries it failed its check (the machine slept and the tunnel's session died): a client must not
+      // get it. The next parked one is asked in turn; none left means a fresh login.
+      this.logger.debug("parked server connection not handed out: its carrier failed a check", { target: this.name, backendPid: parked.backendKey.processId });
+      parked.socket.destroy();
+    }
+  }
+
+  /** Waits for a reset in flight for this key, if any is not yet promised to another client, and takes what it parked. */
+  private async awaitReset(poolKey: string): Promise<ParkedConnection | undefined> {
     const inFlight = this.recycling.get(poolKey);
     if (!inFlight || inFlight.waiters.length >= inFlight.count) return undefined;
     await new Promise<void>((resolve) => inFlight.waiters.push(resolve));
     return this.pool!.take(poolKey);
+  }
+
+  /** A warm spare whose carrier still works (see takeParked), or undefined. */
+  private async takeSpare(): Promise<SpareConnection | undefined> {
+    for (;;) {
+      const spare = this.spares?.take();
+      if (!spare) return undefined;
+      const verdict = spare.usable();
+      if (typeof verdict === "boolean" ? verdict : await verdict) return spare;
+      this.logger.debug("warm spare not used: its carrier failed a check", { target: this.name });
+      spare.stream.destroy();
+    }
   }
 
   /** What a client is told when its server connection ended under it at a message boundary. */
@@ -653,11 +679,11 @@ export class TargetProxy extends EventEmitter {
         let connected: SpareConnection | undefined;
         try {
           // A warm spare saves the dial, SSLRequest and TLS round trips; nothing was sent on it yet.
-          const spare = this.spares?.take();
+          const spare = await this.takeSpare();
           connected = spare ?? (await this.connectUpstream(dialer, target, signal));
           const session = await loginUpstream(connected.socket, target, startup, secret, signal, { sendPasswordEarly });
           memory.learn(identity, session.asked === "cleartext-password");
-          return { ...session, onSpare: spare !== undefined, carrier: dialer.carrier ?? "the connection", streamError: connected.streamError, markIdle: connected.markIdle };
+          return { ...session, onSpare: spare !== undefined, carrier: dialer.carrier ?? "the connection", streamError: connected.streamError, markIdle: connected.markIdle, usable: connected.usable };
         } catch (err) {
           connected?.stream.destroy();
           if (!(err instanceof EarlyPasswordUnwanted)) throw err;
@@ -685,7 +711,13 @@ export class TargetProxy extends EventEmitter {
     try {
       const socket = await secureUpstream(stream, target, signal);
       socket.on("error", () => socket.destroy());
-      return { socket, stream, streamError: () => streamError, markIdle: (idle: boolean) => dialer.markIdle?.(stream, idle) };
+      return {
+        socket,
+        stream,
+        streamError: () => streamError,
+        markIdle: (idle: boolean) => dialer.markIdle?.(stream, idle),
+        usable: () => dialer.usable?.(stream) ?? !stream.destroyed,
+      };
     } catch (err) {
       stream.destroy();
       throw err;

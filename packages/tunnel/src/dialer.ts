@@ -25,6 +25,10 @@ export class TunnelDialer implements Dialer {
     this.supervisor.markIdle(stream, idle);
   }
 
+  usable(stream: Duplex): boolean | Promise<boolean> {
+    return this.supervisor.usable(stream);
+  }
+
   singleUse(): boolean {
     return this.supervisor.singleUse;
   }

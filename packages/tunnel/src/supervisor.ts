@@ -144,7 +144,8 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
   private readonly draining = new Map<TunnelSession, TimerHandle | undefined>();
   /** Opens in flight and sessions being closed outside stop() (failed probes, replacements): stop() waits for them. */
   private readonly closing = new Set<Promise<void>>();
-  private readonly streams = new Set<Duplex>();
+  /** The streams handed out, each with the session that carries it. */
+  private readonly streams = new Map<Duplex, TunnelSession>();
   /** Of `streams`, those carrying no client now (see markIdle). */
   private readonly idleStreams = new Set<Duplex>();
   /** Client streams per session (probes excluded, counted synchronously): what connections are spread by. */
@@ -632,8 +633,26 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
     }
   }
 
+  /**
+   * Whether a stream handed out earlier may carry a new client: it waited parked with a logged-in server
+   * connection, or as a warm spare, while nothing read from it. After the machine slept its session is
+   * checked first (as for a new stream in acquire) and the answer waits for that check: a session found dead
+   * is replaced, and its streams must not be handed out in the meantime.
+   */
+  usable(stream: Duplex): boolean | Promise<boolean> {
+    const session = this.streams.get(stream);
+    if (!session || stream.destroyed) return false;
+    this.noticeWake();
+    if (session.ended) return false;
+    const slot = this.slots.find((s) => s.session === session);
+    const checking = slot && this.checking.get(slot);
+    // Not in a slot: a session draining after its replacement, alive until its streams end.
+    if (!checking) return true;
+    return checking.then(() => slot.session === session && !session.ended && !stream.destroyed);
+  }
+
   private track(stream: Duplex, session: TunnelSession): void {
-    this.streams.add(stream);
+    this.streams.set(stream, session);
     this.load.set(session, (this.load.get(session) ?? 0) + 1);
     stream.once("close", () => {
       this.streams.delete(stream);

@@ -8,9 +8,10 @@ import { startEmulator } from "@rdsd/ssm-emulator";
 import type { Emulator } from "@rdsd/ssm-emulator";
 import { makeRdsLikeTls, startPostgres } from "@rdsd/testkit";
 import type { PostgresServer, RdsLikeTls } from "@rdsd/testkit";
-import type { Tunnel } from "../src/tunnel.js";
+import { ManualClock, systemClock } from "../src/clock.js";
+import type { Tunnel, TunnelDeps } from "../src/tunnel.js";
 import { RDS_HOST } from "./helpers.js";
-import { target, tunnelFor, waitForState } from "./tunnel-helpers.js";
+import { FAST, target, tunnelFor, waitForState } from "./tunnel-helpers.js";
 
 // proxy -> tunnel dialer -> SSM emulator (RDS name mapped to the local PostgreSQL) -> real PostgreSQL,
 // TLS verify-full against the RDS name, IAM login with the token signed for that name and port 5432.
@@ -50,9 +51,14 @@ interface World {
   close(): Promise<void>;
 }
 
-async function world(driver: "native" | "plugin", emulatorOptions: Parameters<typeof startEmulator>[0] = {}, proxyOptions: Pick<TargetProxyOptions, "pool"> = {}): Promise<World> {
+async function world(
+  driver: "native" | "plugin",
+  emulatorOptions: Parameters<typeof startEmulator>[0] = {},
+  proxyOptions: Pick<TargetProxyOptions, "pool"> = {},
+  tunnelDeps: Partial<TunnelDeps> = {},
+): Promise<World> {
   const emulator = await startEmulator({ pacing: false, hostMap: [`${RDS_HOST}=127.0.0.1:${pgServer.port}`], ...emulatorOptions });
-  const tunnel = tunnelFor(emulator, target({ tunnel: { driver } }));
+  const tunnel = tunnelFor(emulator, target({ tunnel: { driver } }), tunnelDeps);
   tunnel.start();
   // An old agent works, degraded by its warning.
   await waitForState(tunnel, (s) => s.state === "ready" || (s.state === "degraded" && s.warnings.length > 0), 20_000);
@@ -135,6 +141,39 @@ describe("Postgres end to end through the native driver", () => {
       await answered;
       rude.destroy();
       await vi.waitFor(async () => expect((await pgServer.logText()).slice(logBefore)).toMatch(complaints), { timeout: 10_000, interval: 100 });
+    } finally {
+      await w.close();
+    }
+  }, 60_000);
+
+  it.each([
+    { kept: "a parked connection", pool: { idle: 4, idleTimeoutMs: 600_000 }, count: (w: World) => w.proxy.stats().parked },
+    { kept: "a warm spare", pool: { idle: 0, idleTimeoutMs: 600_000, spares: 1 }, count: (w: World) => w.proxy.stats().spares },
+  ])("after the machine slept, $kept on a session that died meanwhile is not used: the next client logs in on the replacement session", async ({ pool, count }) => {
+    // The supervisor's clock is manual (its beat never runs by itself); the data channel's timeouts run on real time.
+    const clock = new ManualClock(Date.now());
+    const w = await world("native", {}, { pool }, { clock, channel: { ...FAST.channel, clock: systemClock } });
+    // Without the check the second client's login or query would wait on the dead session: fail it well before the test's timeout.
+    const client = () => new pg.Client({ host: "127.0.0.1", port: w.port, user: "someone", database: "orders", ssl: false, connectionTimeoutMillis: 20_000, query_timeout: 20_000 });
+    try {
+      const first = client();
+      await first.connect();
+      const firstPid = (await first.query("SELECT pg_backend_pid() AS pid")).rows[0].pid as number;
+      await first.end();
+      await vi.waitFor(() => expect(count(w)).toBe(1), { timeout: 10_000 });
+      const deadSession = w.tunnel.status().sessionIds[0]!;
+      // The lid closes; the network changes; the session carries nothing any more. Nothing has noticed yet.
+      w.emulator.setFaults({ sessionId: deadSession }, { blackHole: true });
+      clock.sleep(60_000);
+
+      const second = client();
+      second.on("error", () => {});
+      await second.connect();
+      const secondPid = (await second.query("SELECT pg_backend_pid() AS pid")).rows[0].pid as number;
+      await second.end();
+      expect(secondPid).not.toBe(firstPid);
+      expect(w.tunnel.status().sessionIds).not.toContain(deadSession);
+      expect(w.proxy.stats().failedLogins).toBe(0);
     } finally {
       await w.close();
     }

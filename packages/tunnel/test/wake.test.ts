@@ -106,3 +106,37 @@ it("the first client after a sleep waits for the session check (milliseconds, or
     api.destroy();
   }
 }, 30_000);
+
+it("a stream that waited idle through a sleep is vouched for only after its session's check: not when the session died, yes when it lives", async () => {
+  const api = apiFor(emulator);
+  const clock = new ManualClock(Date.now());
+  const supervisor = supervisorOn(api, clock);
+  try {
+    supervisor.start();
+    const first = await nextState(supervisor, (s) => s.state === "ready");
+    const live = await supervisor.acquire(AbortSignal.timeout(15_000));
+    // Awake: known at once, nothing to wait for.
+    expect(supervisor.usable(live)).toBe(true);
+
+    // Asleep a minute with the session alive: the answer waits for the check, which passes.
+    clock.sleep(60_000);
+    const afterLiveSleep = supervisor.usable(live);
+    expect(afterLiveSleep).toBeInstanceOf(Promise);
+    expect(await afterLiveSleep).toBe(true);
+    expect(supervisor.status().sessionIds).toEqual(first.sessionIds);
+
+    // Asleep again, and the session died meanwhile: the check replaces it and the stream is not vouched for.
+    emulator.setFaults({ sessionId: first.sessionIds[0]! }, { blackHole: true });
+    clock.sleep(60_000);
+    expect(await supervisor.usable(live)).toBe(false);
+    expect(supervisor.status().sessionIds).not.toContain(first.sessionIds[0]);
+    live.destroy();
+    // A stream that has closed is never vouched for.
+    const closed = await supervisor.acquire(AbortSignal.timeout(15_000));
+    closed.destroy();
+    expect(supervisor.usable(closed)).toBe(false);
+  } finally {
+    await supervisor.stop();
+    api.destroy();
+  }
+}, 30_000);
