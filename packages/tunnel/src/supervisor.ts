@@ -148,6 +148,11 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
   private readonly streams = new Map<Duplex, TunnelSession>();
   /** Of `streams`, those carrying no client now (see markIdle). */
   private readonly idleStreams = new Set<Duplex>();
+  /**
+   * Sessions out of the slots (draining after a replacement, or single-use ones carrying their one connection)
+   * that were open while the machine slept: nothing checks them, so their idle streams are not handed out again.
+   */
+  private readonly uncheckedAfterSleep = new WeakSet<TunnelSession>();
   /** Client streams per session (probes excluded, counted synchronously): what connections are spread by. */
   private readonly load = new Map<TunnelSession, number>();
   private active = false;
@@ -645,8 +650,10 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
     this.noticeWake();
     if (session.ended) return false;
     const slot = this.slots.find((s) => s.session === session);
-    const checking = slot && this.checking.get(slot);
-    // Not in a slot: a session draining after its replacement, alive until its streams end.
+    // Not in a slot: draining after its replacement, or single-use (no liveness check reaches it without the
+    // database). Alive until its streams end, unless the machine slept since: then it may lead nowhere.
+    if (!slot) return !this.uncheckedAfterSleep.has(session);
+    const checking = this.checking.get(slot);
     if (!checking) return true;
     return checking.then(() => slot.session === session && !session.ended && !stream.destroyed);
   }
@@ -771,6 +778,7 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
     if (this.slept(now)) {
       this.logger.info("clock jumped (the machine slept?); checking sessions", { target: this.options.name, gapMs: now - this.lastBeat });
       this.checkAll();
+      for (const session of this.draining.keys()) this.uncheckedAfterSleep.add(session);
     } else {
       this.checkDue();
     }

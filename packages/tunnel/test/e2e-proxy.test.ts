@@ -146,13 +146,23 @@ describe("Postgres end to end through the native driver", () => {
     }
   }, 60_000);
 
+  /** The session in a slot, carrying what the pool keeps. */
+  const slotSession = (w: World) => w.tunnel.status().sessionIds[0]!;
   it.each([
-    { kept: "a parked connection", pool: { idle: 4, idleTimeoutMs: 600_000 }, count: (w: World) => w.proxy.stats().parked },
-    { kept: "a warm spare", pool: { idle: 0, idleTimeoutMs: 600_000, spares: 1 }, count: (w: World) => w.proxy.stats().spares },
-  ])("after the machine slept, $kept on a session that died meanwhile is not used: the next client logs in on the replacement session", async ({ pool, count }) => {
+    { kept: "a parked connection", emulator: {}, pool: { idle: 4, idleTimeoutMs: 600_000 }, count: (w: World) => w.proxy.stats().parked, carrier: slotSession },
+    { kept: "a warm spare", emulator: {}, pool: { idle: 0, idleTimeoutMs: 600_000, spares: 1 }, count: (w: World) => w.proxy.stats().spares, carrier: slotSession },
+    {
+      // The spent single-use session left its slot and drains: no liveness check reaches it.
+      kept: "a parked connection (old agent)",
+      emulator: { agentVersion: "3.0.100.0" },
+      pool: { idle: 4, idleTimeoutMs: 600_000 },
+      count: (w: World) => w.proxy.stats().parked,
+      carrier: (w: World) => w.tunnel.status().sessions.find((session) => session.draining && session.activeStreams === 1)!.id,
+    },
+  ])("after the machine slept, $kept on a session that died meanwhile is not used: the next client logs in on the replacement session", async ({ emulator, pool, count, carrier }) => {
     // The supervisor's clock is manual (its beat never runs by itself); the data channel's timeouts run on real time.
     const clock = new ManualClock(Date.now());
-    const w = await world("native", {}, { pool }, { clock, channel: { ...FAST.channel, clock: systemClock } });
+    const w = await world("native", emulator, { pool }, { clock, channel: { ...FAST.channel, clock: systemClock } });
     // Without the check the second client's login or query would wait on the dead session: fail it well before the test's timeout.
     const client = () => new pg.Client({ host: "127.0.0.1", port: w.port, user: "someone", database: "orders", ssl: false, connectionTimeoutMillis: 20_000, query_timeout: 20_000 });
     try {
@@ -161,7 +171,7 @@ describe("Postgres end to end through the native driver", () => {
       const firstPid = (await first.query("SELECT pg_backend_pid() AS pid")).rows[0].pid as number;
       await first.end();
       await vi.waitFor(() => expect(count(w)).toBe(1), { timeout: 10_000 });
-      const deadSession = w.tunnel.status().sessionIds[0]!;
+      const deadSession = carrier(w);
       // The lid closes; the network changes; the session carries nothing any more. Nothing has noticed yet.
       w.emulator.setFaults({ sessionId: deadSession }, { blackHole: true });
       clock.sleep(60_000);
