@@ -611,13 +611,24 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
     this.updateState();
   }
 
-  /** The least loaded available session. */
+  /**
+   * The available session carrying the fewest clients now; among equals, the one with the fewest streams in all.
+   * Idle streams (parked server connections, warm spares) move no data until a client takes them, so they only
+   * break ties: a new connection goes beside an idle one rather than beside a busy transfer.
+   */
   private pick(): { slot: Slot; session: TunnelSession } | undefined {
-    let best: { slot: Slot; session: TunnelSession } | undefined;
+    const idle = new Map<TunnelSession, number>();
+    for (const stream of this.idleStreams) {
+      const session = this.streams.get(stream);
+      if (session) idle.set(session, (idle.get(session) ?? 0) + 1);
+    }
+    let best: { slot: Slot; session: TunnelSession; busy: number; all: number } | undefined;
     for (const slot of this.slots) {
       const session = slot.session;
       if (!session || !session.available) continue;
-      if (!best || (this.load.get(session) ?? 0) < (this.load.get(best.session) ?? 0)) best = { slot, session };
+      const all = this.load.get(session) ?? 0;
+      const busy = all - (idle.get(session) ?? 0);
+      if (!best || busy < best.busy || (busy === best.busy && all < best.all)) best = { slot, session, busy, all };
     }
     return best;
   }

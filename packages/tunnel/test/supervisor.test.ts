@@ -228,6 +228,21 @@ describe("supervisor against the emulator", () => {
     for (const s of streams) s.destroy();
   });
 
+  it("a new connection goes to the session carrying the fewest clients: an idle stream (parked, spare) counts only to break ties", async () => {
+    const { t } = await readyTunnel({ tunnel: { sessions: 3 } });
+    const streams: Duplex[] = [];
+    for (let i = 0; i < 3; i++) streams.push(await roundTrip(t));
+    expect(t.status().sessions.map((s) => s.activeStreams)).toEqual([1, 1, 1]);
+    // The third session's stream now waits idle (a parked server connection): that session carries no client.
+    t.dialer.markIdle!(streams[2]!, true);
+    streams.push(await roundTrip(t));
+    expect(t.status().sessions.map((s) => s.activeStreams)).toEqual([1, 1, 2]);
+    // With every session carrying one client, the tie goes to a session without the idle stream.
+    streams.push(await roundTrip(t));
+    expect(t.status().sessions.map((s) => s.activeStreams)).toEqual([2, 1, 2]);
+    for (const s of streams) s.destroy();
+  });
+
   it("a client arriving during a rebuild waits for the new session instead of failing", async () => {
     const { t, status } = await readyTunnel();
     // Slow down new sessions so the rebuild takes a while.
