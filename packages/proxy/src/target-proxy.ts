@@ -552,11 +552,14 @@ export class TargetProxy extends EventEmitter {
       const parked = this.pool!.take(poolKey) ?? (await this.awaitReset(poolKey));
       if (!parked) return undefined;
       // Awaited only while the dialer is still checking: a reused connection's connect stays free of extra turns.
+      // Meanwhile it is out of the pool: a restart or reroute (closeIdle) during the check must still close it.
+      const generation = this.poolGeneration;
       const verdict = parked.usable();
-      if (typeof verdict === "boolean" ? verdict : await verdict) return parked;
-      // What carries it failed its check (the machine slept and the tunnel's session died): a client must not
-      // get it. The next parked one is asked in turn; none left means a fresh login.
-      this.logger.debug("parked server connection not handed out: its carrier failed a check", { target: this.name, backendPid: parked.backendKey.processId });
+      if (typeof verdict === "boolean" ? verdict : (await verdict) && generation === this.poolGeneration) return parked;
+      // What carries it failed its check (the machine slept and the tunnel's session died), or the kept
+      // connections were closed while it was checked: a client must not get it. The next parked one is asked
+      // in turn; none left means a fresh login.
+      this.logger.debug("parked server connection not handed out: its carrier failed a check, or a restart closed the kept ones", { target: this.name, backendPid: parked.backendKey.processId });
       parked.socket.destroy();
     }
   }
@@ -574,9 +577,10 @@ export class TargetProxy extends EventEmitter {
     for (;;) {
       const spare = this.spares?.take();
       if (!spare) return undefined;
+      const generation = this.poolGeneration;
       const verdict = spare.usable();
-      if (typeof verdict === "boolean" ? verdict : await verdict) return spare;
-      this.logger.debug("warm spare not used: its carrier failed a check", { target: this.name });
+      if (typeof verdict === "boolean" ? verdict : (await verdict) && generation === this.poolGeneration) return spare;
+      this.logger.debug("warm spare not used: its carrier failed a check, or a restart closed the kept ones", { target: this.name });
       spare.stream.destroy();
     }
   }

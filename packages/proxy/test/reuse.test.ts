@@ -333,6 +333,72 @@ describe("the tunnel drops mid-session", () => {
   });
 });
 
+/**
+ * A dialer whose check of a kept stream (Dialer.usable) waits until the test answers, as a tunnel checking its
+ * session after a sleep; once answered, later questions get the answer at once.
+ */
+class CheckingDialer extends RecordingDialer {
+  asked = 0;
+  private answered: boolean | undefined;
+  private readonly waiting: Array<(usable: boolean) => void> = [];
+
+  usable(): boolean | Promise<boolean> {
+    this.asked++;
+    if (this.answered !== undefined) return this.answered;
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  answer(usable: boolean): void {
+    this.answered = usable;
+    for (const resolve of this.waiting.splice(0)) resolve(usable);
+  }
+}
+
+describe("a restart while a kept connection's carrier is being checked", () => {
+  it("a parked connection vouched for after the restart is closed, not handed out: the client logs in afresh", async () => {
+    const dialer = new CheckingDialer(world.pg.port);
+    const extra = await world.startProxy({ user: "iam_user", auth: world.iam("iam_user"), defaultDatabase: "orders", dialer, logger, pool: POOL });
+    try {
+      const app = appName();
+      const first = await open(extra.port, app);
+      await endAndPark(first);
+      const second = open(extra.port, app);
+      await vi.waitFor(() => expect(dialer.asked).toBe(1), { timeout: 10_000 });
+      // The parked connection is out of the pool while its check runs; the restart must reach it all the same.
+      extra.proxy.closeIdle();
+      dialer.answer(true);
+      const session = await second;
+      expect(session.pid).not.toBe(first.pid);
+      expect(await session.value("SELECT 1")).toBe("1");
+      await session.end();
+      await untilBackendGone(first.pid);
+    } finally {
+      await extra.stop();
+    }
+  });
+
+  it("a warm spare vouched for after the restart is closed, not used: the client logs in on a fresh connection", async () => {
+    const dialer = new CheckingDialer(world.pg.port);
+    const extra = await world.startProxy({ user: "iam_user", auth: world.iam("iam_user"), defaultDatabase: "orders", dialer, logger, pool: { idle: 0, idleTimeoutMs: 60_000, spares: 1 } });
+    try {
+      const first = await open(extra.port, appName());
+      await first.end();
+      await vi.waitFor(() => expect(extra.proxy.stats().spares).toBe(1), { timeout: 10_000 });
+      const spareStream = dialer.streams.at(-1)!;
+      const second = open(extra.port, appName());
+      await vi.waitFor(() => expect(dialer.asked).toBe(1), { timeout: 10_000 });
+      extra.proxy.closeIdle();
+      dialer.answer(true);
+      const session = await second;
+      expect(await session.value("SELECT 1")).toBe("1");
+      expect(spareStream.destroyed).toBe(true);
+      await session.end();
+    } finally {
+      await extra.stop();
+    }
+  });
+});
+
 /** pgbench -C (a new connection per transaction) running SELECT 1 through the pooled proxy; the proxy's "client connected" entries during it. */
 async function pgbenchConnectPerTransaction(clients: number, transactions: number) {
   const script = join(world.dir.path, "select-1.sql");
