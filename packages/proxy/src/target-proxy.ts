@@ -421,6 +421,14 @@ export class TargetProxy extends EventEmitter {
     this.clientArrived(socket);
     const poolKey = this.pool ? upstreamKey(startup) : undefined;
     const parked = poolKey !== undefined ? await this.takeParked(poolKey) : undefined;
+    if (client.destroyed) {
+      // The client left while it waited (a reset in flight, or the check of a parked connection's carrier): its
+      // 'close' has passed, so neither a login nor the relay would see it leave, and the server connection would
+      // stay open for nobody.
+      parked?.socket.destroy();
+      this.logger.debug("client left while waiting for a parked server connection", { target: this.name, connection: id });
+      return;
+    }
     let connection: ParkedConnection;
     /** A fresh login's greeting and the server's bytes after it. */
     let fresh: { greeting: Buffer; pending: Buffer; onSpare: boolean; earlyPassword: boolean } | undefined;

@@ -399,6 +399,31 @@ describe("a restart while a kept connection's carrier is being checked", () => {
   });
 });
 
+describe("a client that leaves while its parked connection's carrier is being checked", () => {
+  it.each([{ verdict: true }, { verdict: false }])("the check answers $verdict: the parked connection is closed and no login starts for nobody", async ({ verdict }) => {
+    const dialer = new CheckingDialer(world.pg.port);
+    const extra = await world.startProxy({ user: "iam_user", auth: world.iam("iam_user"), defaultDatabase: "orders", dialer, logger, pool: POOL });
+    try {
+      const app = appName();
+      const first = await open(extra.port, app);
+      await endAndPark(first);
+      const dials = dialer.dials;
+      const leaving = await RawConnection.open(extra.port);
+      leaving.send(startupMessage({ user: "someone", database: "orders", application_name: app }));
+      await vi.waitFor(() => expect(dialer.asked).toBe(1), { timeout: 10_000 });
+      leaving.destroy();
+      await untilIdle(extra.proxy);
+      dialer.answer(verdict);
+      // Before, a vouched-for connection went to the relay of a client already gone and stayed open.
+      await untilBackendGone(first.pid);
+      expect(extra.proxy.stats().parked).toBe(0);
+      expect(dialer.dials).toBe(dials);
+    } finally {
+      await extra.stop();
+    }
+  });
+});
+
 /** pgbench -C (a new connection per transaction) running SELECT 1 through the pooled proxy; the proxy's "client connected" entries during it. */
 async function pgbenchConnectPerTransaction(clients: number, transactions: number) {
   const script = join(world.dir.path, "select-1.sql");
