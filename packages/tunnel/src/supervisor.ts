@@ -149,8 +149,9 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
   /** Of `streams`, those carrying no client now (see markIdle). */
   private readonly idleStreams = new Set<Duplex>();
   /**
-   * Sessions out of the slots (draining after a replacement, or single-use ones carrying their one connection)
-   * that were open while the machine slept: nothing checks them, so their idle streams are not handed out again.
+   * Sessions open while the machine slept that have not passed a check since: their idle streams are not handed
+   * out again. The wake checks every slot's session; sessions out of the slots (draining after a replacement,
+   * or an old agent's single-use session carrying its one connection) are never checked and stay here.
    */
   private readonly uncheckedAfterSleep = new WeakSet<TunnelSession>();
   /** Client streams per session (probes excluded, counted synchronously): what connections are spread by. */
@@ -653,7 +654,8 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
    * Whether a stream handed out earlier may carry a new client: it waited parked with a logged-in server
    * connection, or as a warm spare, while nothing read from it. After the machine slept its session is
    * checked first (as for a new stream in acquire) and the answer waits for that check: a session found dead
-   * is replaced, and its streams must not be handed out in the meantime.
+   * is replaced, and its streams must not be handed out in the meantime. A session the wake does not check
+   * (out of the slots, see uncheckedAfterSleep) is not vouched for after a sleep at all.
    */
   usable(stream: Duplex): boolean | Promise<boolean> {
     const session = this.streams.get(stream);
@@ -661,12 +663,9 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
     this.noticeWake();
     if (session.ended) return false;
     const slot = this.slots.find((s) => s.session === session);
-    // Not in a slot: draining after its replacement, or single-use (no liveness check reaches it without the
-    // database). Alive until its streams end, unless the machine slept since: then it may lead nowhere.
-    if (!slot) return !this.uncheckedAfterSleep.has(session);
-    const checking = this.checking.get(slot);
-    if (!checking) return true;
-    return checking.then(() => slot.session === session && !session.ended && !stream.destroyed);
+    const checking = slot && this.checking.get(slot);
+    if (!checking) return !this.uncheckedAfterSleep.has(session);
+    return checking.then(() => !this.uncheckedAfterSleep.has(session) && !session.ended && !stream.destroyed);
   }
 
   private track(stream: Duplex, session: TunnelSession): void {
@@ -730,6 +729,7 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
             this.updateState();
           }
         }
+        this.uncheckedAfterSleep.delete(session);
       } catch (err) {
         if (slot.session !== session) return;
         const problem = problemOf(err, "probe");
@@ -788,8 +788,9 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
     this.wakeTimer = undefined;
     if (this.slept(now)) {
       this.logger.info("clock jumped (the machine slept?); checking sessions", { target: this.options.name, gapMs: now - this.lastBeat });
-      this.checkAll();
+      for (const slot of this.slots) if (slot.session) this.uncheckedAfterSleep.add(slot.session);
       for (const session of this.draining.keys()) this.uncheckedAfterSleep.add(session);
+      this.checkAll();
     } else {
       this.checkDue();
     }

@@ -140,3 +140,38 @@ it("a stream that waited idle through a sleep is vouched for only after its sess
     api.destroy();
   }
 }, 30_000);
+
+it("a stream whose session leaves its slot while its post-sleep check runs is not vouched for until a check passes", async () => {
+  const api = apiFor(emulator);
+  const clock = new ManualClock(Date.now());
+  // The age limit falls due during the wake's check: the session is replaced and drains, its check still running.
+  const supervisor = supervisorOn(api, clock, { sessionMaxAgeMs: 120_000 });
+  try {
+    supervisor.start();
+    const first = await nextState(supervisor, (s) => s.state === "ready");
+    const id = first.sessionIds[0]!;
+    const parked = await supervisor.acquire(AbortSignal.timeout(15_000));
+    supervisor.markIdle(parked, true);
+    emulator.setFaults({ sessionId: id }, { blackHole: true });
+    clock.sleep(60_000);
+    const duringCheck = supervisor.usable(parked);
+    expect(duringCheck).toBeInstanceOf(Promise);
+    const replaced = new Promise<void>((resolve) => {
+      const draining = () => {
+        if (!supervisor.status().sessions.some((session) => session.id === id && session.draining)) return;
+        supervisor.off("change", draining);
+        resolve();
+      };
+      supervisor.on("change", draining);
+    });
+    clock.advance(120_000);
+    await replaced;
+    // Out of the slot, with its check not passed: before, it was taken for alive until its streams end.
+    expect(supervisor.usable(parked)).toBe(false);
+    expect(await duringCheck).toBe(false);
+    parked.destroy();
+  } finally {
+    await supervisor.stop();
+    api.destroy();
+  }
+}, 30_000);
