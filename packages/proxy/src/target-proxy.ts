@@ -559,14 +559,11 @@ export class TargetProxy extends EventEmitter {
     for (;;) {
       const parked = this.pool!.take(poolKey) ?? (await this.awaitReset(poolKey));
       if (!parked) return undefined;
-      // Awaited only while the dialer is still checking: a reused connection's connect stays free of extra turns.
-      // Meanwhile it is out of the pool: a restart or reroute (closeIdle) during the check must still close it.
-      const generation = this.poolGeneration;
-      const verdict = parked.usable();
-      if (typeof verdict === "boolean" ? verdict : (await verdict) && generation === this.poolGeneration) return parked;
-      // What carries it failed its check (the machine slept and the tunnel's session died), or the kept
-      // connections were closed while it was checked: a client must not get it. The next parked one is asked
-      // in turn; none left means a fresh login.
+      const verdict = this.mayHandOut(parked);
+      if (typeof verdict === "boolean" ? verdict : await verdict) return parked;
+      // What carries it failed its check (the machine slept and the tunnel's session died), or a restart closed
+      // the kept connections while it was checked: a client must not get it. The next parked one is asked in
+      // turn; none left means a fresh login.
       this.logger.debug("parked server connection not handed out: its carrier failed a check, or a restart closed the kept ones", { target: this.name, backendPid: parked.backendKey.processId });
       parked.socket.destroy();
     }
@@ -585,12 +582,24 @@ export class TargetProxy extends EventEmitter {
     for (;;) {
       const spare = this.spares?.take();
       if (!spare) return undefined;
-      const generation = this.poolGeneration;
-      const verdict = spare.usable();
-      if (typeof verdict === "boolean" ? verdict : (await verdict) && generation === this.poolGeneration) return spare;
+      const verdict = this.mayHandOut(spare);
+      if (typeof verdict === "boolean" ? verdict : await verdict) return spare;
       this.logger.debug("warm spare not used: its carrier failed a check, or a restart closed the kept ones", { target: this.name });
       spare.stream.destroy();
     }
+  }
+
+  /**
+   * Whether a connection just taken from the idle pool or the spares may go to a client: its carrier vouches for
+   * it (a promise only while the dialer is still checking, so a reuse's connect stays free of extra turns). While
+   * that check runs the connection is out of its pool, where closeIdle (restart, reroute, stop) does not reach
+   * it: whether closeIdle ran meanwhile is looked at once the answer comes.
+   */
+  private mayHandOut(kept: { usable(): boolean | Promise<boolean> }): boolean | Promise<boolean> {
+    const verdict = kept.usable();
+    if (typeof verdict === "boolean") return verdict;
+    const generation = this.poolGeneration;
+    return verdict.then((usable) => usable && generation === this.poolGeneration);
   }
 
   /** What a client is told when its server connection ended under it at a message boundary. */
