@@ -4,3 +4,4 @@ export { sockDiagAvailable, SockDiagUnavailableError, tcpSocketInfo, tcpSocketOw
 export { loadSdNotify, SD_NOTIFY_ADDON_PATH, type SdNotifySend } from "./sd-notify.js";
 export type { PeerCredentials } from "./addon.js";
 export { peerCredentialsAvailable, unixPeerCredentials } from "./peer-credentials.js";
+export { IN_USE_PROBE_TIMEOUT_MS, unixSocketInUse } from "./unix-socket-in-use.js";
