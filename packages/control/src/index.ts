@@ -3,5 +3,5 @@ export * from "./messages.js";
 export * from "./errors.js";
 export * from "./paths.js";
 export { requestDaemon, type RequestOptions } from "./client.js";
-export { answers, serveControl, type ControlServer, type ControlServerOptions } from "./server.js";
+export { serveControl, type ControlServer, type ControlServerOptions } from "./server.js";
 export { ensurePrivateDir } from "./private-dir.js";

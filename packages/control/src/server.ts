@@ -1,8 +1,8 @@
 /// <reference path="./node-ipc.d.ts" />
 import { chmod, lstat, rmdir, unlink } from "node:fs/promises";
-import net from "node:net";
 import { dirname } from "node:path";
 import type { Socket } from "node:net";
+import { unixSocketInUse } from "@rdsd/sock-diag";
 import ipcModule from "node-ipc";
 import { ControlError, DaemonAlreadyRunningError } from "./errors.js";
 import { parseControlRequest, type ControlFailure, type ControlHandlers, type ControlRequest, type ControlResponse } from "./messages.js";
@@ -20,8 +20,6 @@ export interface ControlServer {
   /** Stops accepting, keeps open connections (a `stop` request still gets its answer), removes the socket (and its directory, if it made it and nothing else is in it). */
   close(): Promise<void>;
 }
-
-const PROBE_TIMEOUT_MS = 1_000;
 
 /**
  * Serves the control socket: directory 0700, socket 0600. One daemon per socket: a live daemon on the path
@@ -116,22 +114,6 @@ async function clearStaleSocket(socketPath: string): Promise<void> {
   });
   if (!info) return;
   if (!info.isSocket()) throw new Error(`${socketPath} exists and is not a socket: remove it, or set RDSD_RUNTIME_DIR`);
-  if (await answers(socketPath)) throw new DaemonAlreadyRunningError(socketPath);
+  if (await unixSocketInUse(socketPath)) throw new DaemonAlreadyRunningError(socketPath);
   await unlink(socketPath);
-}
-
-/** Whether something accepts connections on the socket. */
-export function answers(socketPath: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(socketPath);
-    const done = (alive: boolean) => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(alive);
-    };
-    // A daemon too busy to accept within a second still counts as alive: never replace a live socket.
-    const timer = setTimeout(() => done(true), PROBE_TIMEOUT_MS);
-    socket.once("connect", () => done(true));
-    socket.once("error", () => done(false));
-  });
 }

@@ -1,6 +1,12 @@
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtemp, rm } from "node:fs/promises";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { sockDiagOwnerLookup } from "@rdsd/proxy";
-import { localUserCheck, socketPeerCheck } from "./doctor.js";
+import { localUserCheck, socketChecks, socketPeerCheck } from "./doctor.js";
 
 describe("doctor's local-user check", () => {
   it("says the kernel's exact lookup is in use when the sock_diag addon works", () => {
@@ -39,5 +45,32 @@ describe("doctor: the Unix-socket peer check", () => {
     const missing = socketPeerCheck([{ socket }], "linux", () => ({ ok: false, reason: "the native addon is not built" }))!;
     expect(missing).toMatchObject({ status: "warn", detail: expect.stringContaining("permissions only"), fix: expect.stringContaining("build:addon") });
     expect(socketPeerCheck([{ socket }], "darwin", () => ({ ok: false, reason: "Linux only" }))).toMatchObject({ status: "skip" });
+  });
+});
+
+describe("doctor: each target's Unix socket", () => {
+  it("fails when another program listens on the path, and calls a socket file left by a killed process stale", async () => {
+    const directory = await mkdtemp(join(tmpdir(), "rdsd-doctor-"));
+    const socketAt = (port: number) => ({ directory, port, path: join(directory, `.s.PGSQL.${port}`), managed: false });
+    const live = { name: "live", socket: socketAt(6432) };
+    const stale = { name: "stale", socket: socketAt(6433) };
+    const other = net.createServer((socket) => socket.on("error", () => {}).end());
+    try {
+      await new Promise<void>((resolve) => other.listen(live.socket.path, resolve));
+      // A real crash: the child's socket file stays behind with nobody listening on it.
+      const child = spawn(process.execPath, ["-e", `require("node:net").createServer().listen(process.argv[1], () => console.log("up"))`, stale.socket.path], { stdio: ["ignore", "pipe", "inherit"] });
+      await once(child.stdout!, "data");
+      child.kill("SIGKILL");
+      await once(child, "exit");
+
+      const checks = await socketChecks([live, stale], undefined);
+      expect(checks).toEqual([
+        { name: `socket live ${live.socket.path}`, status: "fail", detail: "another program listens on it", fix: "stop it, or choose another directory for targets.live.socket" },
+        { name: `socket stale ${stale.socket.path}`, status: "ok", detail: expect.stringContaining("stale socket"), fix: null },
+      ]);
+    } finally {
+      await new Promise((resolve) => other.close(resolve));
+      await rm(directory, { recursive: true, force: true });
+    }
   });
 });

@@ -2,9 +2,10 @@ import { access, constants, lstat, readFile } from "node:fs/promises";
 import net from "node:net";
 import { delimiter, dirname, join } from "node:path";
 import { ConfigError, joinHostPort, loadConfig, type RdsdConfig, type TargetConfig } from "@rdsd/config";
-import { answers, requestDaemon, type DaemonStatus } from "@rdsd/control";
+import { requestDaemon, type DaemonStatus } from "@rdsd/control";
 import { configuredEndpoint, credentialProviderFor, describeCredentialError, regionConflict, resolveRegion } from "@rdsd/iam";
-import { peerCredentialsAvailable, sockDiagOwnerLookup, socketAnswers, type ExactOwnerLookup } from "@rdsd/proxy";
+import { peerCredentialsAvailable, sockDiagOwnerLookup, type ExactOwnerLookup } from "@rdsd/proxy";
+import { unixSocketInUse } from "@rdsd/sock-diag";
 import { parseBundle, RDS_CA_BUNDLE_URL, rdsCaBundlePath } from "./rds-ca-bundle.js";
 import { bastionCheck } from "./ssm-tunnels.js";
 import { ssoSessionsInUse, targetsUsingAws, type SsoSessionUse } from "./sso-sessions.js";
@@ -101,7 +102,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> 
 }
 
 async function daemonStatus(socketPath: string): Promise<DaemonStatus | undefined> {
-  if (!(await answers(socketPath))) return undefined;
+  if (!(await unixSocketInUse(socketPath))) return undefined;
   return requestDaemon("status", {}, { socketPath, timeoutMs: 5_000 }).catch(() => undefined);
 }
 
@@ -188,7 +189,7 @@ async function portChecks(targets: TargetConfig[], daemon: DaemonStatus | undefi
 }
 
 /** Each target's Unix socket: held by rdsd, free, stale (replaced at start), or someone else's. */
-async function socketChecks(targets: TargetConfig[], daemon: DaemonStatus | undefined): Promise<DoctorCheck[]> {
+export async function socketChecks(targets: ReadonlyArray<Pick<TargetConfig, "name" | "socket">>, daemon: DaemonStatus | undefined): Promise<DoctorCheck[]> {
   const checks: DoctorCheck[] = [];
   for (const target of targets) {
     const socket = target.socket;
@@ -201,7 +202,7 @@ async function socketChecks(targets: TargetConfig[], daemon: DaemonStatus | unde
     const info = await lstat(socket.path).catch(() => undefined);
     if (info === undefined) checks.push({ name, status: "ok", detail: socket.managed ? "free (rdsd creates its private directory at start)" : "free", fix: null });
     else if (!info.isSocket()) checks.push({ name, status: "fail", detail: "the path exists and is not a socket", fix: `remove it, or choose another directory for targets.${target.name}.socket` });
-    else if (await socketAnswers(socket.path)) checks.push({ name, status: "fail", detail: "another program listens on it", fix: `stop it, or choose another directory for targets.${target.name}.socket` });
+    else if (await unixSocketInUse(socket.path)) checks.push({ name, status: "fail", detail: "another program listens on it", fix: `stop it, or choose another directory for targets.${target.name}.socket` });
     else checks.push({ name, status: "ok", detail: "a stale socket left by a daemon that did not stop cleanly; rdsd replaces it at start", fix: null });
   }
   return checks;

@@ -2,7 +2,8 @@
 // socket file from a crashed daemon replaced, a live one never stolen, and the directory removed on stop.
 
 import { chmod, lstat, mkdir, rmdir, unlink } from "node:fs/promises";
-import net from "node:net";
+import type net from "node:net";
+import { unixSocketInUse } from "@rdsd/sock-diag";
 
 /** Where the socket goes, and whose the directory is. */
 export interface UnixSocketOptions {
@@ -62,18 +63,6 @@ async function removeStaleSocket(path: string, target: string): Promise<void> {
   });
   if (info === undefined) return;
   if (!info.isSocket()) throw new Error(`target ${target}: ${path} exists and is not a socket: remove it or choose another socket directory`);
-  if (await socketAnswers(path)) throw new Error(`target ${target}: ${path} is in use by another program (another rdsd?): stop it, or choose another socket directory or port`);
+  if (await unixSocketInUse(path)) throw new Error(`target ${target}: ${path} is in use by another program (another rdsd?): stop it, or choose another socket directory or port`);
   await unlink(path);
-}
-
-/** Whether something accepts connections on the socket (a stale file refuses them: ECONNREFUSED). */
-export function socketAnswers(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const probe = net.connect(path);
-    probe.once("connect", () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once("error", () => resolve(false));
-  });
 }

@@ -1,8 +1,9 @@
 import { spawn } from "node:child_process";
 import { homedir } from "node:os";
 import { loadConfig, resolveConfigPath } from "@rdsd/config";
-import { answers, controlSocketPath, runtimeDir } from "@rdsd/control";
+import { controlSocketPath, runtimeDir } from "@rdsd/control";
 import { ssoSessionsInUse } from "@rdsd/daemon";
+import { unixSocketInUse } from "@rdsd/sock-diag";
 import { ask } from "../daemon-client.js";
 import { CliError, EXIT } from "../exit.js";
 
@@ -28,7 +29,7 @@ export async function loginCommand(opts: { config?: string; all?: boolean }): Pr
     const code = await runAws(["sso", "login", "--profile", s.loginProfile]);
     if (code !== 0) throw new CliError(`\`aws sso login --profile ${s.loginProfile}\` failed (exit ${code})`, "run it yourself to see why, then `rdsd login` again");
   }
-  if (!(await answers(controlSocketPath()))) {
+  if (!(await unixSocketInUse(controlSocketPath()))) {
     process.stdout.write("the daemon is not running: its targets use the new sessions when it starts (`rdsd start`)\n");
     return EXIT.ok;
   }

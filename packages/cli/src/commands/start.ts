@@ -5,7 +5,8 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { parseDuration, resolveConfigPath } from "@rdsd/config";
 import { fileURLToPath } from "node:url";
-import { answers, controlSocketPath, logFilePath, stateDir } from "@rdsd/control";
+import { controlSocketPath, logFilePath, stateDir } from "@rdsd/control";
+import { unixSocketInUse } from "@rdsd/sock-diag";
 import { runningDaemon } from "../daemon-client.js";
 import { CliError, EXIT } from "../exit.js";
 import { formatLogLine } from "../log-format.js";
@@ -26,7 +27,7 @@ export async function startCommand(opts: { config?: string; wait?: string | true
   // Resolved here ($RDSD_CONFIG, XDG, ~ included), since the daemon runs from /.
   const configPath = resolveConfigPath({ ...(opts.config ? { flag: opts.config } : {}), env: process.env, home: homedir() });
   const socketPath = controlSocketPath();
-  if (await answers(socketPath)) {
+  if (await unixSocketInUse(socketPath)) {
     const running = await runningDaemon();
     if (running && running.configFile !== configPath) {
       throw new CliError(

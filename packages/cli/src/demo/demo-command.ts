@@ -5,8 +5,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createCertificateAuthority } from "@rdsd/certs";
 import { loadConfig } from "@rdsd/config";
-import { answers, controlSocketPath, requestDaemon, runtimeDir } from "@rdsd/control";
+import { controlSocketPath, requestDaemon, runtimeDir } from "@rdsd/control";
 import { runDaemon } from "@rdsd/daemon";
+import { unixSocketInUse } from "@rdsd/sock-diag";
 import { startEmulator } from "@rdsd/ssm-emulator";
 import { freePort } from "@rdsd/tunnel";
 import { formatProbe } from "../commands/control.js";
@@ -26,7 +27,7 @@ const DEMO_CONFIG = fileURLToPath(new URL("../../config/demo.yaml", import.meta.
 export async function demoCommand(opts: { check?: boolean } = {}): Promise<number> {
   const say = (line: string) => process.stderr.write(`demo: ${line}\n`);
   const socketPath = controlSocketPath();
-  if (await answers(socketPath)) {
+  if (await unixSocketInUse(socketPath)) {
     throw new CliError(`an rdsd daemon is already running on ${socketPath}`, "stop it first (`rdsd stop`), or give the demo its own socket: RDSD_RUNTIME_DIR=$(mktemp -d) npx rdsd demo");
   }
   const dir = await mkdtemp(join(tmpdir(), "rdsd-demo-"));
