@@ -1,11 +1,10 @@
-import { spawn } from "node:child_process";
-import { once } from "node:events";
 import { mkdtemp, rm } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { sockDiagOwnerLookup } from "@rdsd/proxy";
+import { crashedUnixListener } from "@rdsd/testkit";
 import { localUserCheck, socketChecks, socketPeerCheck } from "./doctor.js";
 
 describe("doctor's local-user check", () => {
@@ -57,11 +56,7 @@ describe("doctor: each target's Unix socket", () => {
     const other = net.createServer((socket) => socket.on("error", () => {}).end());
     try {
       await new Promise<void>((resolve) => other.listen(live.socket.path, resolve));
-      // A real crash: the child's socket file stays behind with nobody listening on it.
-      const child = spawn(process.execPath, ["-e", `require("node:net").createServer().listen(process.argv[1], () => console.log("up"))`, stale.socket.path], { stdio: ["ignore", "pipe", "inherit"] });
-      await once(child.stdout!, "data");
-      child.kill("SIGKILL");
-      await once(child, "exit");
+      await crashedUnixListener(stale.socket.path);
 
       const checks = await socketChecks([live, stale], undefined);
       expect(checks).toEqual([

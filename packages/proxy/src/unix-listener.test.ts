@@ -1,10 +1,10 @@
-import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { lstat, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { lstat, mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { crashedUnixListener, fullBacklogUnixListener } from "@rdsd/testkit";
 import { listenUnix, removeSocketDirectory, type UnixSocketOptions } from "./unix-listener.js";
 
 // Real Unix sockets and a real crashed process: what the daemon does with a target's socket path.
@@ -30,14 +30,6 @@ function serve(options: UnixSocketOptions, shared = false): Promise<net.Server> 
   return listenUnix(server, options, shared, "orders-dev").then(() => server);
 }
 
-/** A process that listens on `path` and is then killed with SIGKILL: its socket file stays behind. */
-async function crashedListener(path: string): Promise<void> {
-  const child = spawn(process.execPath, ["-e", `require("node:net").createServer().listen(process.argv[1], () => console.log("up"))`, path], { stdio: ["ignore", "pipe", "inherit"] });
-  await once(child.stdout!, "data");
-  child.kill("SIGKILL");
-  await once(child, "exit");
-}
-
 describe("listenUnix", () => {
   it("creates a private directory (0700) and a 0600 socket; 0755/0777 when other users are served", async () => {
     const options = await place();
@@ -54,7 +46,7 @@ describe("listenUnix", () => {
   it("replaces the socket file a crashed process left, and serves on it", async () => {
     const options = await place();
     await serve(options).then((s) => new Promise((resolve) => s.close(resolve)));
-    await crashedListener(options.path);
+    await crashedUnixListener(options.path);
     expect((await lstat(options.path)).isSocket()).toBe(true);
     await serve(options);
     const client = net.connect(options.path);
@@ -71,6 +63,17 @@ describe("listenUnix", () => {
     await serve(other).then((s) => new Promise((resolve) => s.close(resolve)));
     await writeFile(other.path, "not a socket");
     await expect(serve(other)).rejects.toThrow(`target orders-dev: ${other.path} exists and is not a socket`);
+  });
+
+  it("never steals the socket of a live listener whose accept backlog is full (its connect fails with EAGAIN)", async () => {
+    const options = await place();
+    await mkdir(options.directory, { recursive: true, mode: 0o700 });
+    const busy = await fullBacklogUnixListener(options.path);
+    cleanups.push(() => busy.close());
+    expect(busy.outcomes.at(-1)).toBe("EAGAIN");
+    const { ino } = await lstat(options.path);
+    await expect(serve(options)).rejects.toThrow(`target orders-dev: ${options.path} is in use by another program (another rdsd?)`);
+    expect((await lstat(options.path)).ino).toBe(ino); // still the other program's socket file, not unlinked
   });
 
   it("removes rdsd's own directory after the server closed, and leaves a chosen one", async () => {

@@ -16,3 +16,4 @@ export { seededBytes, seededRandom } from "./random.js";
 export { readBytes, readHashed } from "./read-stream.js";
 export { echoServer, relayServer, tcpServer, type TcpServer } from "./tcp-server.js";
 export { notifyReceiver, type NotifyReceiver } from "./notify-socket.js";
+export { crashedUnixListener, fullBacklogUnixListener, type FullBacklogUnixListener } from "./unix-listeners.js";
