@@ -57,6 +57,20 @@ function nextState(supervisor: Supervisor, match: (s: SupervisorStatus) => boole
   });
 }
 
+/** A started supervisor on a manual clock for `body`; stopped (and its SSM client closed) whatever happens. */
+async function withSupervisor(options: Partial<SupervisorOptions>, body: (supervisor: Supervisor, clock: ManualClock) => Promise<void>): Promise<void> {
+  const api = apiFor(emulator);
+  const clock = new ManualClock(Date.now());
+  const supervisor = supervisorOn(api, clock, options);
+  try {
+    supervisor.start();
+    await body(supervisor, clock);
+  } finally {
+    await supervisor.stop();
+    api.destroy();
+  }
+}
+
 it("a clock jump (the machine slept) probes at once and replaces a dead session", async () => {
   const api = apiFor(emulator);
   const clock = new ManualClock(Date.now());
@@ -84,11 +98,7 @@ it("a clock jump (the machine slept) probes at once and replaces a dead session"
 });
 
 it("the first client after a sleep waits for the session check (milliseconds, or a new session), not for a dead websocket", async () => {
-  const api = apiFor(emulator);
-  const clock = new ManualClock(Date.now());
-  const supervisor = supervisorOn(api, clock);
-  try {
-    supervisor.start();
+  await withSupervisor({}, async (supervisor, clock) => {
     const first = await nextState(supervisor, (s) => s.state === "ready");
     const id = first.sessionIds[0]!;
     // The network changed while the lid was shut: the old session carries nothing any more.
@@ -101,18 +111,11 @@ it("the first client after a sleep waits for the session check (milliseconds, or
     expect(await answer).toBe("S");
     stream.destroy();
     await emulator.waitForSession((s) => s.sessionId === id && s.state === "Terminated");
-  } finally {
-    await supervisor.stop();
-    api.destroy();
-  }
+  });
 }, 30_000);
 
 it("a stream that waited idle through a sleep is vouched for only after its session's check: not when the session died, yes when it lives", async () => {
-  const api = apiFor(emulator);
-  const clock = new ManualClock(Date.now());
-  const supervisor = supervisorOn(api, clock);
-  try {
-    supervisor.start();
+  await withSupervisor({}, async (supervisor, clock) => {
     const first = await nextState(supervisor, (s) => s.state === "ready");
     const live = await supervisor.acquire(AbortSignal.timeout(15_000));
     // Awake: known at once, nothing to wait for.
@@ -135,19 +138,12 @@ it("a stream that waited idle through a sleep is vouched for only after its sess
     const closed = await supervisor.acquire(AbortSignal.timeout(15_000));
     closed.destroy();
     expect(supervisor.usable(closed)).toBe(false);
-  } finally {
-    await supervisor.stop();
-    api.destroy();
-  }
+  });
 }, 30_000);
 
 it("a stream whose session leaves its slot while its post-sleep check runs is not vouched for until a check passes", async () => {
-  const api = apiFor(emulator);
-  const clock = new ManualClock(Date.now());
   // The age limit falls due during the wake's check: the session is replaced and drains, its check still running.
-  const supervisor = supervisorOn(api, clock, { sessionMaxAgeMs: 120_000 });
-  try {
-    supervisor.start();
+  await withSupervisor({ sessionMaxAgeMs: 120_000 }, async (supervisor, clock) => {
     const first = await nextState(supervisor, (s) => s.state === "ready");
     const id = first.sessionIds[0]!;
     const parked = await supervisor.acquire(AbortSignal.timeout(15_000));
@@ -170,8 +166,5 @@ it("a stream whose session leaves its slot while its post-sleep check runs is no
     expect(supervisor.usable(parked)).toBe(false);
     expect(await duringCheck).toBe(false);
     parked.destroy();
-  } finally {
-    await supervisor.stop();
-    api.destroy();
-  }
+  });
 }, 30_000);
