@@ -3,7 +3,7 @@ import { join } from "node:path";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { decodeBackendKeyData, decodeErrorFields, decodeParameterStatus, frame, type BackendFrame } from "@rdsd/pg-wire";
-import { ProxyError } from "@rdsd/proxy";
+import { ProxyError, type TargetProxyOptions } from "@rdsd/proxy";
 import { RecordingDialer, RecordingLogger, startProxyWorld, untilIdle, type ProxyWorld, type RunningProxy } from "./fixture.js";
 import { conninfo, psql, runClient } from "./libpq.js";
 import { cancelRequest, firstColumn, query, RawConnection, startupMessage } from "./raw.js";
@@ -354,11 +354,20 @@ class CheckingDialer extends RecordingDialer {
   }
 }
 
+/** A proxy on a CheckingDialer with this pool, for `body`; stopped whatever happens. */
+async function withCheckingProxy(pool: TargetProxyOptions["pool"], body: (extra: RunningProxy, dialer: CheckingDialer) => Promise<void>): Promise<void> {
+  const dialer = new CheckingDialer(world.pg.port);
+  const extra = await world.startProxy({ user: "iam_user", auth: world.iam("iam_user"), defaultDatabase: "orders", dialer, logger, pool });
+  try {
+    await body(extra, dialer);
+  } finally {
+    await extra.stop();
+  }
+}
+
 describe("a restart while a kept connection's carrier is being checked", () => {
   it("a parked connection vouched for after the restart is closed, not handed out: the client logs in afresh", async () => {
-    const dialer = new CheckingDialer(world.pg.port);
-    const extra = await world.startProxy({ user: "iam_user", auth: world.iam("iam_user"), defaultDatabase: "orders", dialer, logger, pool: POOL });
-    try {
+    await withCheckingProxy(POOL, async (extra, dialer) => {
       const app = appName();
       const first = await open(extra.port, app);
       await endAndPark(first);
@@ -372,15 +381,11 @@ describe("a restart while a kept connection's carrier is being checked", () => {
       expect(await session.value("SELECT 1")).toBe("1");
       await session.end();
       await untilBackendGone(first.pid);
-    } finally {
-      await extra.stop();
-    }
+    });
   });
 
   it("a warm spare vouched for after the restart is closed, not used: the client logs in on a fresh connection", async () => {
-    const dialer = new CheckingDialer(world.pg.port);
-    const extra = await world.startProxy({ user: "iam_user", auth: world.iam("iam_user"), defaultDatabase: "orders", dialer, logger, pool: { idle: 0, idleTimeoutMs: 60_000, spares: 1 } });
-    try {
+    await withCheckingProxy({ idle: 0, idleTimeoutMs: 60_000, spares: 1 }, async (extra, dialer) => {
       const first = await open(extra.port, appName());
       await first.end();
       await vi.waitFor(() => expect(extra.proxy.stats().spares).toBe(1), { timeout: 10_000 });
@@ -393,17 +398,13 @@ describe("a restart while a kept connection's carrier is being checked", () => {
       expect(await session.value("SELECT 1")).toBe("1");
       expect(spareStream.destroyed).toBe(true);
       await session.end();
-    } finally {
-      await extra.stop();
-    }
+    });
   });
 });
 
 describe("a client that leaves while its parked connection's carrier is being checked", () => {
   it.each([{ verdict: true }, { verdict: false }])("the check answers $verdict: the parked connection is closed and no login starts for nobody", async ({ verdict }) => {
-    const dialer = new CheckingDialer(world.pg.port);
-    const extra = await world.startProxy({ user: "iam_user", auth: world.iam("iam_user"), defaultDatabase: "orders", dialer, logger, pool: POOL });
-    try {
+    await withCheckingProxy(POOL, async (extra, dialer) => {
       const app = appName();
       const first = await open(extra.port, app);
       await endAndPark(first);
@@ -418,9 +419,7 @@ describe("a client that leaves while its parked connection's carrier is being ch
       await untilBackendGone(first.pid);
       expect(extra.proxy.stats().parked).toBe(0);
       expect(dialer.dials).toBe(dials);
-    } finally {
-      await extra.stop();
-    }
+    });
   });
 });
 
