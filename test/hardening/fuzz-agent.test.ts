@@ -205,11 +205,21 @@ async function oneClient(): Promise<string> {
   }
 }
 
+/** Runs `fn`; a failure names the seed that replays it (the log line may be cut from a CI excerpt). */
+async function withSeedInFailure(fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (err) {
+    if (err instanceof Error) err.message = `[replay with RDSD_FUZZ_SEED=${SEED}] ${err.message}`;
+    throw err;
+  }
+}
+
 describe("a hostile agent, through a real daemon's native SSM client", () => {
-  it(`tampered agent messages for ${HOSTILE_MS / 1000} s: no crash, bounded memory, every client answered; then new clients are served again`, () => heavyPhase(async () => {
+  it(`tampered agent messages for ${HOSTILE_MS / 1000} s: no crash, bounded memory, every client answered; then new clients are served again`, () => heavyPhase(() => withSeedInFailure(async () => {
     console.log(`agent fuzz seed ${SEED} (replay with RDSD_FUZZ_SEED=${SEED})`);
     expect(await oneClient()).toBe("ok");
-    const before = await processFootprint(daemon!.pid);
+    const before = await processFootprint(daemon!);
 
     front.state.hostile = true;
     const started = Date.now();
@@ -225,7 +235,7 @@ describe("a hostile agent, through a real daemon's native SSM client", () => {
     });
     const sampler = (async () => {
       while (Date.now() - started < HOSTILE_MS) {
-        peakRssKb = Math.max(peakRssKb, (await processFootprint(daemon!.pid)).rssKb);
+        peakRssKb = Math.max(peakRssKb, (await processFootprint(daemon!)).rssKb);
         await status(world); // the control socket keeps answering
         await new Promise((resolve) => setTimeout(resolve, 500));
       }
@@ -241,7 +251,7 @@ describe("a hostile agent, through a real daemon's native SSM client", () => {
     await eventually("a new client served again", async () => (await oneClient()) === "ok", 60_000, 500);
     const recoveryMs = Date.now() - recovering;
     await eventually("the target ready", async () => (await status(world)).targets[0]!.state === "ready", 30_000, 200);
-    const after = await processFootprint(daemon!.pid);
+    const after = await processFootprint(daemon!);
 
     const served = outcomes.filter((o) => o === "ok").length;
     const kinds = new Map<string, number>();
@@ -258,8 +268,8 @@ describe("a hostile agent, through a real daemon's native SSM client", () => {
     expect(outcomes.length).toBeGreaterThan(4);
     expect(peakRssKb - before.rssKb).toBeLessThan(200 * 1024);
     expect(daemon!.output()).not.toMatch(/\n\s+at .+\(.+:\d+:\d+\)|Uncaught|unhandled/i);
-    await eventually("the daemon's fds back near the baseline", async () => (await processFootprint(daemon!.pid)).fds <= before.fds + 6, 20_000, 200);
-  }), HOSTILE_MS + 390_000);
+    await eventually("the daemon's fds back near the baseline", async () => (await processFootprint(daemon!)).fds <= before.fds + 6, 20_000, 200);
+  })), HOSTILE_MS + 390_000);
 
   it("nothing produced holds the database password, the AWS secret key or any session token", async () => {
     await daemon!.kill();

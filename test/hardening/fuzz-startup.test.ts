@@ -230,7 +230,7 @@ async function goodClient(host: string, port: number, ssl: boolean): Promise<voi
 
 async function settledFootprint() {
   await eventually("every connection closed", async () => (await status(world)).targets.every((t) => t.connections === 0), 30_000, 200);
-  return processFootprint(daemon!.pid);
+  return processFootprint(daemon!);
 }
 
 describe("fuzzing the startup phase of a real daemon", () => {
@@ -273,8 +273,8 @@ describe("fuzzing the startup phase of a real daemon", () => {
     await settledFootprint();
     const settling = Date.now();
     // Sockets the fuzz clients already closed may still be on their way out (a startup read, a TLS handshake).
-    let after = await processFootprint(daemon!.pid);
-    await eventually("the daemon's fds back to the baseline", async () => (after = await processFootprint(daemon!.pid)).fds <= before.fds + 2, 15_000, 100).catch(() => {});
+    let after = await processFootprint(daemon!);
+    await eventually("the daemon's fds back to the baseline", async () => (after = await processFootprint(daemon!)).fds <= before.fds + 2, 15_000, 100).catch(() => {});
     const settleMs = Date.now() - settling;
     console.log(
       `fuzz: ${total} connections in ${batches} batches over ${Date.now() - started} ms (${[...counts].map(([k, v]) => `${k} ${v}`).join(", ")}); ` +

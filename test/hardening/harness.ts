@@ -172,12 +172,22 @@ export async function status(world: World): Promise<DaemonStatus> {
   return JSON.parse(result.stdout) as DaemonStatus;
 }
 
-/** Open file descriptors and resident memory of a process (Linux /proc). */
-export async function processFootprint(pid: number): Promise<{ fds: number; rssKb: number }> {
-  const fds = (await readdir(`/proc/${pid}/fd`)).length;
-  const statusText = await readFile(`/proc/${pid}/status`, "utf8");
-  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(statusText)?.[1] ?? NaN);
-  return { fds, rssKb };
+/**
+ * Open file descriptors and resident memory of the daemon (Linux /proc). A daemon that has exited is a
+ * failure that says how it ended and what it printed last, not a missing /proc entry.
+ */
+export async function processFootprint(daemon: DaemonProcess): Promise<{ fds: number; rssKb: number }> {
+  try {
+    const fds = (await readdir(`/proc/${daemon.pid}/fd`)).length;
+    const statusText = await readFile(`/proc/${daemon.pid}/status`, "utf8");
+    const rssKb = Number(/VmRSS:\s+(\d+)/.exec(statusText)?.[1] ?? NaN);
+    return { fds, rssKb };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    await Promise.race([daemon.exited, new Promise((resolve) => setTimeout(resolve, 1_000))]);
+    const { exitCode, signalCode } = daemon.child;
+    throw new Error(`the daemon exited (code ${exitCode}, signal ${signalCode}); its last output:\n${daemon.output().slice(-6000)}`);
+  }
 }
 
 /** Everything the daemon wrote to its log files. */

@@ -33,7 +33,7 @@ function client(port: number): pg.Client {
 
 async function settled(): Promise<{ fds: number; rssKb: number }> {
   await eventually("every connection closed", async () => (await status(world)).targets.every((t) => t.connections === 0), 30_000, 200);
-  return processFootprint(daemon.pid);
+  return processFootprint(daemon);
 }
 
 describe("load through a real daemon", () => {
@@ -52,7 +52,7 @@ describe("load through a real daemon", () => {
     const connectMs = Date.now() - started;
     const results = await Promise.all(clients.map((c) => c.query<{ one: number }>("SELECT 1 AS one")));
     expect(results.every((r) => r.rows[0]!.one === 1)).toBe(true);
-    const during = await processFootprint(daemon.pid);
+    const during = await processFootprint(daemon);
     expect((await status(world)).targets.map((t) => t.connections)).toEqual([500, 500]);
     await Promise.all(clients.map((c) => c.end()));
     const after = await settled();
