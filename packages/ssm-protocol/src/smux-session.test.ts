@@ -98,6 +98,25 @@ describe("SmuxSession", () => {
     expect(() => session.openStream()).toThrow(SmuxSessionClosedError);
   });
 
+  it("a client refuses streams the peer opens (FIN back), so none is left without an owner when the session fails", async () => {
+    const sent: Buffer[] = [];
+    const session = new SmuxSession({ role: "client", output: (c) => (sent.push(c), true) });
+    // A SYN from the peer, then data for it, then a SYN for an id the client opens next.
+    session.receive(Buffer.concat([encodeSmuxFrame(SmuxCommand.Syn, 7), encodeSmuxFrame(SmuxCommand.Psh, 7, Buffer.from("unasked")), encodeSmuxFrame(SmuxCommand.Syn, 3)]));
+    expect(session.streamCount).toBe(0);
+    expect(sent.map((f) => f.toString("hex"))).toEqual([encodeSmuxFrame(SmuxCommand.Fin, 7), encodeSmuxFrame(SmuxCommand.Fin, 3)].map((f) => f.toString("hex")));
+    // The client's own stream 3 is its own, not the peer's.
+    const own = session.openStream();
+    expect(own.id).toBe(3);
+    const errored = once(own, "error");
+    // A protocol error ends the session: only the client's own stream gets the error (one without a listener
+    // would have thrown it out of receive(), and out of the process).
+    session.receive(Buffer.from("0900000003000000", "hex"));
+    const [err] = (await errored) as [Error];
+    expect(err.message).toMatch(/smux version 9/);
+    expect(session.isClosed).toBe(true);
+  });
+
   it("keep-alive sends NOPs and closes a silent session", async () => {
     const sent: Buffer[] = [];
     const session = new SmuxSession({ role: "server", output: (c) => (sent.push(c), true), keepAlive: { intervalMs: 10, timeoutMs: 40 } });

@@ -17,7 +17,7 @@ export interface SmuxKeepAlive {
 }
 
 export interface SmuxSessionOptions {
-  /** "client" opens odd stream ids from 3; "server" accepts streams (and would open even ids from 2). */
+  /** "client" opens odd stream ids from 3 and refuses the peer's (FIN); "server" accepts streams (and would open even ids from 2). */
   role: "client" | "server";
   /**
    * Carries smux bytes to the peer. Return false when the transport is saturated; the session then
@@ -83,7 +83,7 @@ export class SmuxStream extends Duplex {
 
 /**
  * A smux v1 session over any byte transport. Feed the peer's bytes to receive(); bytes for the peer go to options.output.
- * Events: "stream" (SmuxStream opened by the peer), "close" (Error | undefined).
+ * Events: "stream" (SmuxStream opened by the peer, server role only), "close" (Error | undefined).
  */
 export class SmuxSession extends EventEmitter<{ stream: [SmuxStream]; close: [Error | undefined] }> {
   private readonly decoder = new SmuxFrameDecoder();
@@ -199,6 +199,12 @@ export class SmuxSession extends EventEmitter<{ stream: [SmuxStream]; close: [Er
         return;
       case SmuxCommand.Syn: {
         if (this.streams.has(frame.streamId)) return;
+        if (this.options.role === "client") {
+          // A client accepts no streams (the SSM agent never opens one): refused at once, so no stream is left
+          // without an owner to hear its error when the session fails, and no peer id shadows one of ours.
+          this.writeControl(SmuxCommand.Fin, frame.streamId);
+          return;
+        }
         const stream = new SmuxStream(frame.streamId, this);
         this.streams.set(frame.streamId, stream);
         this.emit("stream", stream);
