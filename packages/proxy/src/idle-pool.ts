@@ -1,5 +1,6 @@
 import type { Duplex } from "node:stream";
 import { BackendMessages } from "@rdsd/pg-wire";
+import type { Taken } from "./taken.js";
 
 /** A logged-in server connection: serving a client, or parked between clients (reset, idle), with its state as the server last reported it. */
 export interface ParkedConnection {
@@ -27,6 +28,8 @@ interface Entry {
   stopWatching: () => boolean;
   /** Parking order. */
   sequence: number;
+  /** Out of the pool, watched until claimed; `lost` once it ended or spoke out of turn meanwhile. */
+  taken?: { lost: boolean };
 }
 
 const PARAMETER_STATUS = "S".charCodeAt(0);
@@ -67,24 +70,28 @@ export class IdlePool {
       stopWatching: () => true,
       sequence: this.parked++,
     };
-    entry.stopWatching = this.watch(connection, () => this.discard(key, entry));
+    entry.stopWatching = this.watch(connection, () => (entry.taken ? this.loseTaken(entry) : this.discard(key, entry)));
     const list = this.byKey.get(key) ?? [];
     list.push(entry);
     this.byKey.set(key, list);
     this.count++;
   }
 
-  /** The most recently parked connection for `key`, taken out of the pool (paused, nothing listening), or undefined. */
-  take(key: string): ParkedConnection | undefined {
-    for (;;) {
-      const list = this.byKey.get(key);
-      const entry = list?.pop();
-      if (!entry) return undefined;
-      if (list!.length === 0) this.byKey.delete(key);
-      this.count--;
-      clearTimeout(entry.timer);
-      if (entry.stopWatching()) return entry.connection;
-    }
+  /**
+   * The most recently parked connection for `key`, taken out of the pool, or undefined. It stays watched until
+   * claimed (a ParameterStatus still updates it; anything else, a close, or a message cut half-way fails the
+   * claim); once claimed it is paused with nothing of the pool's listening.
+   */
+  take(key: string): Taken<ParkedConnection> | undefined {
+    const list = this.byKey.get(key);
+    const entry = list?.pop();
+    if (!entry) return undefined;
+    if (list!.length === 0) this.byKey.delete(key);
+    this.count--;
+    clearTimeout(entry.timer);
+    const taken = { lost: false };
+    entry.taken = taken;
+    return { connection: entry.connection, claim: () => !taken.lost && entry.stopWatching() };
   }
 
   /** Closes every parked connection (restart, reload, stop). */
@@ -100,6 +107,14 @@ export class IdlePool {
       if (!oldest || first.sequence < oldest.entry.sequence) oldest = { key, entry: first };
     }
     if (oldest) this.discard(oldest.key, oldest.entry);
+  }
+
+  /** A taken connection that ended or spoke out of turn before it was claimed. */
+  private loseTaken(entry: Entry): void {
+    if (entry.taken!.lost) return;
+    entry.taken!.lost = true;
+    entry.stopWatching();
+    entry.connection.socket.destroy();
   }
 
   private discard(key: string, entry: Entry): void {

@@ -51,4 +51,26 @@ describe("SparePool", () => {
       pool.stop();
     });
   }
+
+  it("a spare taken while its carrier is checked stays watched: the server's close or bytes meanwhile fail its claim", async () => {
+    for (const serverDoes of ["nothing", "sends a byte", "closes"] as const) {
+      const spare = fakeConnection();
+      const pool = new SparePool({ count: 1, refreshMs: 60_000, open: async () => spare, wanted: () => true });
+      pool.fill();
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(pool.size).toBe(1);
+      const taken = pool.take()!;
+      expect(taken.connection).toBe(spare);
+      if (serverDoes === "sends a byte") spare.socket.write("N");
+      if (serverDoes === "closes") spare.socket.destroy();
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(taken.claim(), serverDoes).toBe(serverDoes === "nothing");
+      if (serverDoes === "nothing") {
+        // Claimed: the pool no longer listens, the new owner does.
+        expect(spare.socket.listenerCount("data")).toBe(0);
+        expect(spare.socket.destroyed).toBe(false);
+      }
+      pool.stop();
+    }
+  });
 });

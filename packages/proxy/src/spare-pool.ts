@@ -1,5 +1,6 @@
 import type { Duplex } from "node:stream";
 import type tls from "node:tls";
+import type { Taken } from "./taken.js";
 
 /** An upstream connection with SSLRequest and verify-full TLS done and nothing else sent. */
 export interface SpareConnection {
@@ -36,6 +37,8 @@ interface Spare {
   connection: SpareConnection;
   timer: NodeJS.Timeout;
   unwatch: () => void;
+  /** Out of the pool, watched until claimed; `lost` once the server closed it or sent anything meanwhile. */
+  taken?: { lost: boolean };
 }
 
 /**
@@ -62,17 +65,24 @@ export class SparePool {
   }
 
   /**
-   * A spare, taken out of the pool, or undefined. Not refilled here: the caller calls fill() once its own login
-   * is done, so a new spare's dial never goes ahead of the client's (or spends a one-connection session).
+   * A spare, taken out of the pool and watched until claimed (see Taken), or undefined. Not refilled here: the
+   * caller calls fill() once its own login is done, so a new spare's dial never goes ahead of the client's (or
+   * spends a one-connection session).
    */
-  take(): SpareConnection | undefined {
+  take(): Taken<SpareConnection> | undefined {
     const spare = this.ready.shift();
-    if (spare) {
-      clearTimeout(spare.timer);
-      spare.unwatch();
-      spare.connection.markIdle(false);
-    }
-    return spare?.connection;
+    if (!spare) return undefined;
+    clearTimeout(spare.timer);
+    spare.connection.markIdle(false);
+    const taken = { lost: false };
+    spare.taken = taken;
+    return {
+      connection: spare.connection,
+      claim: () => {
+        spare.unwatch();
+        return !taken.lost;
+      },
+    };
   }
 
   /** Opens spares up to the count, if wanted. */
@@ -166,6 +176,12 @@ export class SparePool {
   private watch(spare: Spare): () => void {
     const { socket } = spare.connection;
     const lost = () => {
+      if (spare.taken) {
+        // Taken while its carrier is checked: the claim fails, and the caller opens a connection of its own.
+        spare.taken.lost = true;
+        this.close(spare);
+        return;
+      }
       if (!this.remove(spare)) return;
       this.close(spare);
       this.fill();

@@ -26,6 +26,7 @@ import { silentLogger, type ProxyLogger } from "./logger.js";
 import { InvalidPacketError, StreamClosedError } from "./packet-reader.js";
 import { IdlePool, type ParkedConnection } from "./idle-pool.js";
 import { SparePool, type SpareConnection } from "./spare-pool.js";
+import type { Taken } from "./taken.js";
 import { relay, type SessionWatch } from "./relay.js";
 import { resetSession } from "./session-reset.js";
 import { peerCredentialsAvailable, socketOwner, unixPeerCredentials, type SocketOwner } from "./socket-owner.js";
@@ -557,20 +558,24 @@ export class TargetProxy extends EventEmitter {
    */
   private async takeParked(poolKey: string): Promise<ParkedConnection | undefined> {
     for (;;) {
-      const parked = this.pool!.take(poolKey) ?? (await this.awaitReset(poolKey));
-      if (!parked) return undefined;
+      const taken = this.pool!.take(poolKey) ?? (await this.awaitReset(poolKey));
+      if (!taken) return undefined;
+      const parked = taken.connection;
       const verdict = this.mayHandOut(parked);
-      if (typeof verdict === "boolean" ? verdict : await verdict) return parked;
-      // What carries it failed its check (the machine slept and the tunnel's session died), or a restart closed
-      // the kept connections while it was checked: a client must not get it. The next parked one is asked in
-      // turn; none left means a fresh login.
-      this.logger.debug("parked server connection not handed out: its carrier failed a check, or a restart closed the kept ones", { target: this.name, backendPid: parked.backendKey.processId });
+      const vouched = typeof verdict === "boolean" ? verdict : await verdict;
+      // The server may have ended it while the carrier was checked (after a sleep, say): claim() says so.
+      const claimed = taken.claim();
+      if (vouched && claimed) return parked;
+      // What carries it failed its check (the machine slept and the tunnel's session died), a restart closed the
+      // kept connections while it was checked, or the server ended it: a client must not get it. The next parked
+      // one is asked in turn; none left means a fresh login.
+      this.logger.debug("parked server connection not handed out: its carrier failed a check, a restart closed the kept ones, or the server ended it", { target: this.name, backendPid: parked.backendKey.processId });
       parked.socket.destroy();
     }
   }
 
   /** Waits for a reset in flight for this key, if any is not yet promised to another client, and takes what it parked. */
-  private async awaitReset(poolKey: string): Promise<ParkedConnection | undefined> {
+  private async awaitReset(poolKey: string): Promise<Taken<ParkedConnection> | undefined> {
     const inFlight = this.recycling.get(poolKey);
     if (!inFlight || inFlight.waiters.length >= inFlight.count) return undefined;
     await new Promise<void>((resolve) => inFlight.waiters.push(resolve));
@@ -580,11 +585,14 @@ export class TargetProxy extends EventEmitter {
   /** A warm spare whose carrier still works (see takeParked), or undefined. */
   private async takeSpare(): Promise<SpareConnection | undefined> {
     for (;;) {
-      const spare = this.spares?.take();
-      if (!spare) return undefined;
+      const taken = this.spares?.take();
+      if (!taken) return undefined;
+      const spare = taken.connection;
       const verdict = this.mayHandOut(spare);
-      if (typeof verdict === "boolean" ? verdict : await verdict) return spare;
-      this.logger.debug("warm spare not used: its carrier failed a check, or a restart closed the kept ones", { target: this.name });
+      const vouched = typeof verdict === "boolean" ? verdict : await verdict;
+      const claimed = taken.claim();
+      if (vouched && claimed) return spare;
+      this.logger.debug("warm spare not used: its carrier failed a check, a restart closed the kept ones, or the server closed it", { target: this.name });
       spare.stream.destroy();
     }
   }

@@ -423,6 +423,28 @@ describe("a client that leaves while its parked connection's carrier is being ch
   });
 });
 
+describe("the server ends a parked connection while its carrier is being checked", () => {
+  it("it is not handed out (the client would read only the server's FATAL): the client logs in afresh", async () => {
+    await withCheckingProxy(POOL, async (extra, dialer) => {
+      const app = appName();
+      const first = await open(extra.port, app);
+      await endAndPark(first);
+      const parkedStream = dialer.streams[0]!;
+      const second = open(extra.port, app);
+      await vi.waitFor(() => expect(dialer.asked).toBe(1), { timeout: 10_000 });
+      // A failover, an idle-session timeout or a DBA ends the backend while the check runs (after a sleep, the
+      // server's FATAL arrives with the tunnel's first messages). Before, nothing read the connection then.
+      await world.pg.admin("SELECT pg_terminate_backend($1)", [first.pid]);
+      await vi.waitFor(() => expect(parkedStream.destroyed).toBe(true), { timeout: 10_000 });
+      dialer.answer(true);
+      const session = await second;
+      expect(session.pid).not.toBe(first.pid);
+      expect(await session.value("SELECT 1")).toBe("1");
+      await session.end();
+    });
+  });
+});
+
 /** pgbench -C (a new connection per transaction) running SELECT 1 through the pooled proxy; the proxy's "client connected" entries during it. */
 async function pgbenchConnectPerTransaction(clients: number, transactions: number) {
   const script = join(world.dir.path, "select-1.sql");
