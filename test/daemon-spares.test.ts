@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DaemonStatus, TargetStatus } from "@rdsd/control";
-import { startEmulator, type Emulator } from "@rdsd/ssm-emulator";
+import { startEmulator, type Emulator, type SessionInfo } from "@rdsd/ssm-emulator";
 import { freePort, makeRdsLikeTls, relayServer, runCommand, startPostgres, tempDir, type PostgresServer, type RdsLikeTls, type TcpServer, type TempDir } from "@rdsd/testkit";
 import { emulatorDaemonEnv } from "./emulator-env.js";
 
@@ -141,4 +141,48 @@ describe("warm spares follow use (daemon, native SSM tunnel)", () => {
       }
     }
   }, 90_000);
+
+  it("with 2 sessions, a spare opened while only one was up moves to the other once both are; the parked connection stays", async () => {
+    const port = await freePort();
+    const configPath = join(dir.path, "two-sessions.yaml");
+    await writeFile(
+      configPath,
+      `aws: { region: eu-west-2 }\ntargets:\n  orders:\n    host: ${HOST}\n    listen: "127.0.0.1:${port}"\n    user: app\n    database: postgres\n    auth: { password: { env: APP_PASSWORD } }\n    tls: { ca: ${rds.caPath} }\n    bastion: { instanceId: ${BASTION} }\n    tunnel: { driver: native, mode: eager, sessions: 2 }\n`,
+    );
+    const earlier = new Set(emulator.sessions().map((s) => s.sessionId));
+    const mine = () => emulator.sessions({ active: true }).filter((s) => !earlier.has(s.sessionId));
+    const carrying = (sessionId: string) => emulator.session(sessionId)!.openDestinationConnections;
+    const daemon: ChildProcess = spawn(process.execPath, [RDSD, "daemon", "--config", configPath], { env, stdio: ["ignore", "ignore", "pipe"] });
+    try {
+      await expect.poll(async () => (await target()).state, { timeout: 30_000 }).toBe("ready");
+      expect(mine()).toHaveLength(2);
+      // One session ends, and its replacement's StartSession is held: a client comes while only one is up.
+      emulator.setFaults({ instanceId: BASTION }, { startSessionDelayMs: 8_000 });
+      const [survivor, ended] = mine() as [SessionInfo, SessionInfo];
+      emulator.closeSession(ended.sessionId, "idle-timeout");
+      await expect.poll(async () => (await target()).state, { timeout: 10_000 }).toBe("degraded");
+      const client = new pg.Client({ host: "127.0.0.1", port, user: "anyone", database: "postgres" });
+      client.on("error", () => {});
+      await client.connect();
+      await expect.poll(async () => (await target()).spares, { timeout: 15_000 }).toBe(1);
+      await client.end();
+      await expect.poll(async () => (await target()).parked, { timeout: 15_000 }).toBe(1);
+      // Both the parked connection and the spare on the one session there is.
+      expect(carrying(survivor.sessionId)).toBe(2);
+      emulator.setFaults({ instanceId: BASTION }, null);
+
+      await expect.poll(async () => (await target()).state, { timeout: 30_000 }).toBe("ready");
+      const replacement = mine().find((s) => s.sessionId !== survivor.sessionId)!;
+      // The spare was reopened and went to the session carrying nothing: the next two clients (the parked
+      // connection's and the spare's) would each have a session's bandwidth.
+      await expect.poll(() => [carrying(survivor.sessionId), carrying(replacement.sessionId)], { timeout: 15_000 }).toEqual([1, 1]);
+      expect(await target()).toMatchObject({ spares: 1, parked: 1 });
+    } finally {
+      emulator.setFaults({ instanceId: BASTION }, null);
+      if (daemon.exitCode === null && daemon.signalCode === null) {
+        daemon.kill("SIGTERM");
+        await once(daemon, "exit");
+      }
+    }
+  }, 120_000);
 });

@@ -221,9 +221,13 @@ export class Target {
   private followTunnel(): void {
     const status = this.tunnel?.status();
     if (!status) return;
+    const was = this.state;
     this.setState(status.state);
     // A lazy tunnel closed for lack of clients: its spares went with it and must not reopen it.
     if (status.state === "idle" && this.config.tunnel.mode === "lazy") this.proxy?.releaseSpares();
+    // Every session up again (the first client came while the others were still opening, or one was replaced):
+    // spares opened meanwhile all sit on the sessions that were up, where parallel transfers would share them.
+    if (status.state === "ready" && was !== "ready" && this.config.tunnel.sessions > 1) this.proxy?.respreadSpares();
   }
 
   private listenAddresses(): string[] {

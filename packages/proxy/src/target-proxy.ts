@@ -256,6 +256,16 @@ export class TargetProxy extends EventEmitter {
   }
 
   /**
+   * More sessions of the tunnel came up: spares opened while fewer were up all sit on those, and clients that
+   * take them would share those sessions' bandwidth. Reopened, they spread over every session (a new stream goes
+   * to the session carrying the fewest clients). Only spares: a parked connection cannot move, and is worth its
+   * saved login.
+   */
+  respreadSpares(): void {
+    this.spares?.reset();
+  }
+
+  /**
    * A client is served: the target is in use, and keeps its spares until idleTimeout after the last client leaves.
    * Spares are opened once the client has its own server connection (see serve): the client's dial goes first,
    * and a tunnel whose sessions carry one connection each (an old SSM agent) is not spent on a spare first.
