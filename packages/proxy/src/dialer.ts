@@ -9,8 +9,12 @@ import { ProxyError } from "./errors.js";
  * connected byte stream to the database's host:port; the proxy then runs TLS and the Postgres login over it.
  */
 export interface Dialer {
-  /** Resolves once the stream is connected. Rejects with a ProxyError whose fix says what to do. */
-  dial(signal: AbortSignal): Promise<Duplex>;
+  /**
+   * Resolves once the stream is connected. Rejects with a ProxyError whose fix says what to do. `use` "spare":
+   * the stream will wait unused (a warm spare), so a tunnel places it as it places idle streams, and does not
+   * count it as a client when it places the next client's stream. Default "client".
+   */
+  dial(signal: AbortSignal, use?: "client" | "spare"): Promise<Duplex>;
   /** Where this dialer goes, for logs and errors ("127.0.0.1:5432", "SSM via i-0abc"). */
   describe(): string;
   /** What a client is told dropped when its stream ends mid-session ("the SSM tunnel"). Default: "the connection". */

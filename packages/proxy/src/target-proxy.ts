@@ -174,7 +174,7 @@ export class TargetProxy extends EventEmitter {
         ? new SparePool({
             count: pool.spares!,
             refreshMs: pool.spareRefreshMs ?? DEFAULT_SPARE_REFRESH_MS,
-            open: () => this.connectUpstream(this.dialer, this.upstream, AbortSignal.timeout(this.options.loginTimeoutMs ?? DEFAULT_LOGIN_TIMEOUT_MS)),
+            open: () => this.connectUpstream(this.dialer, this.upstream, AbortSignal.timeout(this.options.loginTimeoutMs ?? DEFAULT_LOGIN_TIMEOUT_MS), "spare"),
             // Never over a single-use tunnel (an old SSM agent): each spare would spend a session of its own.
             wanted: () => this.listening && !this.stopping && this.inUse && this.dialer.singleUse?.() !== true,
             onEvent: (event, detail) => this.logger.debug(`spare connection ${event}`, { target: this.name, ...(detail ? { error: detail } : {}) }),
@@ -738,9 +738,9 @@ export class TargetProxy extends EventEmitter {
     }
   }
 
-  /** Dials and opens verify-full TLS: an upstream connection with nothing sent yet. */
-  private async connectUpstream(dialer: Dialer, target: UpstreamTarget, signal: AbortSignal): Promise<SpareConnection> {
-    const stream = await dialer.dial(signal);
+  /** Dials and opens verify-full TLS: an upstream connection with nothing sent yet (for a client, or a spare). */
+  private async connectUpstream(dialer: Dialer, target: UpstreamTarget, signal: AbortSignal, use: "client" | "spare" = "client"): Promise<SpareConnection> {
+    const stream = await dialer.dial(signal, use);
     // Whatever the dialer returns, its errors must not crash the daemon; they surface as a close. The first
     // one says why (a tunnel ends its streams with its problem): a client whose session it ends is told.
     let streamError: Error | undefined;

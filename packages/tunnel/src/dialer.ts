@@ -13,8 +13,8 @@ export class TunnelDialer implements Dialer {
     private readonly waitMs = 15_000,
   ) {}
 
-  dial(signal: AbortSignal): Promise<Duplex> {
-    return this.supervisor.acquire(signal, this.waitMs);
+  dial(signal: AbortSignal, use: "client" | "spare" = "client"): Promise<Duplex> {
+    return this.supervisor.acquire(signal, this.waitMs, use === "spare");
   }
 
   describe(): string {

@@ -278,8 +278,10 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
   /**
    * A stream to host:port for one client connection. During a rebuild it waits (up to `waitMs`) for a
    * session; it fails early with the last error once a fresh attempt has failed too. Rejects with a ProxyError.
+   * `idle`: the stream will wait unused (a warm spare): it is idle from the start, so it never counts as a client
+   * when the next ones are placed (its TLS handshake takes round trips, while concurrent clients dial).
    */
-  async acquire(signal: AbortSignal, waitMs = 15_000): Promise<Duplex> {
+  async acquire(signal: AbortSignal, waitMs = 15_000, idle = false): Promise<Duplex> {
     if (this.stopped) throw tunnelError({ message: `the tunnel for ${this.options.name} is stopped`, fix: "start rdsd (or the target) again" });
     this.clock.clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
@@ -307,6 +309,7 @@ export class Supervisor extends EventEmitter<{ state: [SupervisorStatus]; change
         try {
           const stream = await pick.session.openStream(signal).finally(() => this.unload(pick.session));
           this.track(stream, pick.session);
+          if (idle) this.markIdle(stream, true);
           if (pick.session.singleUse) this.detachSpent(pick.slot, pick.session);
           return stream;
         } catch (err) {

@@ -243,6 +243,17 @@ describe("supervisor against the emulator", () => {
     for (const s of streams) s.destroy();
   });
 
+  it("a spare's stream is idle from its dial: a client dialing while the spare's TLS handshake runs goes to the spare's session, not beside another client", async () => {
+    const { t } = await readyTunnel({ tunnel: { sessions: 2 } });
+    const client = await roundTrip(t);
+    const spare = await t.dialer.dial(AbortSignal.timeout(10_000), "spare");
+    expect(t.status().sessions.map((s) => s.activeStreams)).toEqual([1, 1]);
+    // Before, the spare counted as a client until its TLS was up: the tie sent the next client beside the first.
+    const next = await roundTrip(t);
+    expect(t.status().sessions.map((s) => s.activeStreams)).toEqual([1, 2]);
+    for (const s of [client, spare, next]) s.destroy();
+  });
+
   it("a client arriving during a rebuild waits for the new session instead of failing", async () => {
     const { t, status } = await readyTunnel();
     // Slow down new sessions so the rebuild takes a while.
