@@ -566,22 +566,14 @@ export class TargetProxy extends EventEmitter {
    * ended an instant ago: `pgbench -C`, a script's next step), waits for that reset (one round trip upstream)
    * rather than paying a whole login.
    */
-  private async takeParked(poolKey: string): Promise<ParkedConnection | undefined> {
-    for (;;) {
-      const taken = this.pool!.take(poolKey) ?? (await this.awaitReset(poolKey));
-      if (!taken) return undefined;
-      const parked = taken.connection;
-      const verdict = this.mayHandOut(parked);
-      const vouched = typeof verdict === "boolean" ? verdict : await verdict;
-      // The server may have ended it while the carrier was checked (after a sleep, say): claim() says so.
-      const claimed = taken.claim();
-      if (vouched && claimed) return parked;
-      // What carries it failed its check (the machine slept and the tunnel's session died), a restart closed the
-      // kept connections while it was checked, or the server ended it: a client must not get it. The next parked
-      // one is asked in turn; none left means a fresh login.
-      this.logger.debug("parked server connection not handed out: its carrier failed a check, a restart closed the kept ones, or the server ended it", { target: this.name, backendPid: parked.backendKey.processId });
-      parked.socket.destroy();
-    }
+  private takeParked(poolKey: string): Promise<ParkedConnection | undefined> {
+    return this.firstHandedOut(
+      () => this.pool!.take(poolKey) ?? this.awaitReset(poolKey),
+      (parked) => {
+        this.logger.debug("parked server connection not handed out: its carrier failed a check, a restart closed the kept ones, or the server ended it", { target: this.name, backendPid: parked.backendKey.processId });
+        parked.socket.destroy();
+      },
+    );
   }
 
   /** Waits for a reset in flight for this key, if any is not yet promised to another client, and takes what it parked. */
@@ -593,17 +585,36 @@ export class TargetProxy extends EventEmitter {
   }
 
   /** A warm spare whose carrier still works (see takeParked), or undefined. */
-  private async takeSpare(): Promise<SpareConnection | undefined> {
+  private takeSpare(): Promise<SpareConnection | undefined> {
+    return this.firstHandedOut(
+      () => this.spares?.take(),
+      (spare) => {
+        this.logger.debug("warm spare not used: its carrier failed a check, a restart closed the kept ones, or the server closed it", { target: this.name });
+        spare.stream.destroy();
+      },
+    );
+  }
+
+  /**
+   * The first kept connection `take` gives that may go to a client: its carrier vouches for it (see mayHandOut)
+   * and the server left it alone while that was asked (Taken.claim). What the carrier failed, a restart closed,
+   * or the server ended is closed with `drop`, and the next one is asked in turn; undefined once none is left.
+   * Awaits only for what is a promise, so a reuse's connect stays free of extra turns.
+   */
+  private async firstHandedOut<T extends { usable(): boolean | Promise<boolean> }>(
+    take: () => Taken<T> | undefined | Promise<Taken<T> | undefined>,
+    drop: (connection: T) => void,
+  ): Promise<T | undefined> {
     for (;;) {
-      const taken = this.spares?.take();
+      const next = take();
+      const taken = next instanceof Promise ? await next : next;
       if (!taken) return undefined;
-      const spare = taken.connection;
-      const verdict = this.mayHandOut(spare);
+      const verdict = this.mayHandOut(taken.connection);
       const vouched = typeof verdict === "boolean" ? verdict : await verdict;
+      // The server may have ended it while the carrier was checked (after a sleep, say): claim() says so.
       const claimed = taken.claim();
-      if (vouched && claimed) return spare;
-      this.logger.debug("warm spare not used: its carrier failed a check, a restart closed the kept ones, or the server closed it", { target: this.name });
-      spare.stream.destroy();
+      if (vouched && claimed) return taken.connection;
+      drop(taken.connection);
     }
   }
 
